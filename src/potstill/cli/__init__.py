@@ -1,0 +1,1 @@
+"""The `potstill` command line."""

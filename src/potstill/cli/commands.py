@@ -1,0 +1,122 @@
+"""What each CLI command does; parsing lives in main.py."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from potstill import config
+from torch import nn
+
+from potstill.engine.checkpoint import atomic_write, guarded, load_into, load_tensors
+from potstill.engine.progress import Reporter
+from potstill.engine.run import RunDir
+from potstill.errors import PotstillError
+from potstill.knowledge import LOSSES
+from potstill.data import DATASETS
+from potstill.models import MODELS
+from potstill.pipeline import Runner, build_model, print_summary
+from potstill.recipe import Recipe
+from potstill.report import model_row, render_table, summarize
+
+
+def resolve_recipe(args: argparse.Namespace) -> tuple[Recipe, RunDir]:
+    """The recipe (from the file, or the run's saved copy when resuming) and its run folder."""
+    if args.resume:
+        run = RunDir(args.resume)
+        saved_path = run.path / "recipe.yaml"
+        if not saved_path.is_file():
+            raise PotstillError(f"cannot resume {run.path}: no recipe.yaml there, so it is not a potstill run folder")
+        saved = config.load(saved_path, Recipe)
+        if args.recipe or args.overrides:
+            given = config.load(args.recipe, Recipe, args.overrides) if args.recipe else config.validate(
+                config.apply_overrides(config.to_dict(saved), args.overrides), Recipe, source="--set")
+            if config.to_dict(given) != config.to_dict(saved):
+                raise PotstillError(
+                    f"the recipe differs from the one {run.path} was started with; resume without a recipe or "
+                    "--set (the saved recipe.yaml is used), or start a new run with --run-dir"
+                )
+        return saved, run
+    if not args.recipe:
+        raise PotstillError("give a recipe file, e.g. potstill distill recipes/digits/kd_cnn_to_mlp.yaml")
+    recipe = config.load(args.recipe, Recipe, args.overrides)
+    return recipe, RunDir(args.run_dir or Path(recipe.output_dir) / recipe.name)
+
+
+def start(args: argparse.Namespace) -> tuple[Runner, Reporter]:
+    recipe, run = resolve_recipe(args)
+    resume = bool(args.resume)
+    run.create(resume=resume)
+    if not resume:
+        text = yaml.safe_dump(config.to_dict(recipe), sort_keys=False)
+        guarded(lambda: atomic_write(run.path / "recipe.yaml", text), run.path / "recipe.yaml")
+    reporter = Reporter(quiet=args.quiet)
+    reporter.message(f"run folder: {run.path}")
+    return Runner(recipe, run, reporter, resume=resume), reporter
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    runner, reporter = start(args)
+    print_summary(runner.run_train(), reporter)
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    runner, reporter = start(args)
+    print_summary(runner.run_distill(), reporter)
+    reporter.message(f"results: {runner.run.path / 'summary.json'}")
+    return 0
+
+
+def finished_model(runner: Runner, role: str) -> nn.Module | None:
+    """A stage's trained model rebuilt from the saved recipe and its model.safetensors, if present."""
+    recipe, weights = runner.recipe, runner.run.stage(role) / "model.safetensors"
+    if not weights.is_file():
+        if role == "teacher" and recipe.teacher is not None and recipe.teacher.checkpoint:
+            return runner.teacher()  # the run used an external teacher checkpoint
+        return None
+    spec = recipe.teacher.model if role == "teacher" else recipe.student
+    model = build_model(spec, runner.bench, role, recipe.seed)
+    tensors, _ = load_tensors(weights)
+    load_into(model, {k: v.to(runner.bench.device) for k, v in tensors.items()}, str(weights), role)
+    return model
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Rebuild the run's models from its saved recipe and weights and measure them again."""
+    run = RunDir(args.run)
+    if not (run.path / "recipe.yaml").is_file():
+        raise PotstillError(f"{run.path} holds no recipe.yaml; give a run folder made by potstill train/distill")
+    recipe = config.load(run.path / "recipe.yaml", Recipe)
+    runner = Runner(recipe, run, Reporter(quiet=True), resume=True)
+    rows, teacher_logits = [], None
+    for role in ("teacher", "baseline", "student", "refine"):
+        model = finished_model(runner, role)
+        if model is None:
+            continue
+        weights = run.stage(role) / "model.safetensors"
+        row, logits = model_row(role, model, runner.bench, recipe.report, teacher_logits, weights, None)
+        teacher_logits = logits if role == "teacher" else teacher_logits
+        rows.append(row)
+    if not rows:
+        raise PotstillError(f"{run.path} holds no finished models (no */model.safetensors); finish it with --resume")
+    summary = summarize(rows, runner.bench.splits.describe())
+    run.write_json("eval.json", summary)
+    if not args.quiet:
+        render_table(summary)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS}[args.what]
+    table = Table(title=f"registered {args.what}")
+    table.add_column("name")
+    table.add_column("description")
+    for name in registry.names():
+        table.add_row(name, registry.describe(name))
+    Console().print(table)
+    return 0

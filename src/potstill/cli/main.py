@@ -1,0 +1,78 @@
+"""The `potstill` command.
+
+    potstill train   RECIPE [--set k=v ...]      phase 1: pre-train a teacher
+    potstill distill RECIPE [--set k=v ...]      phases 2 (+3): distil, with a baseline student
+    potstill distill --resume RUN                continue a killed run where it stopped
+    potstill eval    RUN                         re-measure a finished run's models
+    potstill list    models|losses|datasets      what is registered
+
+User errors print one line and exit 2; --debug shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from potstill import __version__
+from potstill.cli.commands import cmd_distill, cmd_eval, cmd_list, cmd_train
+from potstill.errors import PotstillError
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="potstill", description="Knowledge distillation: teacher -> student, measured.")
+    main.add_argument("--version", action="version", version=f"potstill {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress output (for CI)")
+    common.add_argument(
+        "--import", dest="imports", action="append", default=[], metavar="MODULE",
+        help="import MODULE first so its @MODELS.register / @LOSSES.register entries exist (recipes never import code)",
+    )
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, handler, text in (("train", cmd_train, "pre-train a teacher (phase 1)"),
+                                ("distill", cmd_distill, "distil a teacher into a student (phases 1-3)")):
+        sub = commands.add_parser(name, parents=[common], help=text, description=text)
+        sub.add_argument("recipe", nargs="?", help="YAML recipe (optional with --resume)")
+        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a recipe key, e.g. --set distill.temperature=2 (repeatable)")
+        sub.add_argument("--run-dir", help="run folder (default: output_dir/name from the recipe)")
+        sub.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
+        sub.set_defaults(handler=handler)
+    evaluate = commands.add_parser("eval", parents=[common], help="re-evaluate a finished run's models")
+    evaluate.add_argument("run", help="run folder")
+    evaluate.set_defaults(handler=cmd_eval)
+    listing = commands.add_parser("list", parents=[common], help="list registered models, losses or datasets")
+    listing.add_argument("what", choices=["models", "losses", "datasets"])
+    listing.set_defaults(handler=cmd_list)
+    return main
+
+
+def import_user_modules(names: list[str]) -> None:
+    sys.path.insert(0, str(Path.cwd()))
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise PotstillError(f"--import {name}: cannot import it ({error}); run from the folder that holds {name}.py") from error
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        import_user_modules(args.imports)
+        return args.handler(args) or 0
+    except PotstillError as error:
+        if args.debug:
+            raise
+        print(f"potstill: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("potstill: interrupted; the last checkpoint is intact, continue with --resume RUN", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

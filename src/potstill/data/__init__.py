@@ -1,0 +1,72 @@
+"""Datasets read from disk (never downloaded), held in memory as tensors, batched on the device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from potstill.data import cifar, embedded, idx  # noqa: F401  (registers the datasets)
+from potstill.data.arrays import ArrayData, DataSplits, channel_stats, stratified_split
+from potstill.data.loader import Augment, BatchLoader
+from potstill.data.registry import DATASETS, RawData
+from potstill.errors import PotstillError
+
+__all__ = ["ArrayData", "Augment", "BatchLoader", "DATASETS", "DataSplits", "load_dataset", "make_splits"]
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | None = None,
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.2,
+    train_size: int | None = None,
+    seed: int = 0,
+    args: dict[str, Any] | None = None,
+) -> DataSplits:
+    """Read a registered dataset and split it.
+
+    The official test split is used when the dataset has one; otherwise `test_fraction` of the
+    data is held out (stratified, seeded). `val_fraction` of the training split is held out for
+    validation, and `train_size` keeps a random (seeded) subset of what remains.
+    """
+    kwargs = dict(args or {})
+    if root is not None:
+        if "root" not in DATASETS.parameters(name):
+            raise PotstillError(f"dataset '{name}' is built in and reads no files; remove data.root")
+        kwargs["root"] = root
+    raw: RawData = DATASETS.create(name, **kwargs)
+    return make_splits(name, raw, val_fraction=val_fraction, test_fraction=test_fraction, train_size=train_size, seed=seed)
+
+
+def make_splits(
+    name: str,
+    raw: RawData,
+    *,
+    val_fraction: float = 0.0,
+    test_fraction: float = 0.2,
+    train_size: int | None = None,
+    seed: int = 0,
+) -> DataSplits:
+    notes = list(raw.notes)
+    train, test = raw.train, raw.test
+    if test is None:
+        keep, held = stratified_split(train.targets, test_fraction, seed=10_007 + seed)
+        train, test = train.subset(keep), train.subset(held)
+        notes.append(f"no official test split: {len(test)} images held out as test (stratified, seed {seed})")
+    if test.num_classes != train.num_classes or test.input_shape != train.input_shape:
+        raise PotstillError(f"{name}: train and test splits differ in shape or class count")
+    val = None
+    if val_fraction > 0:
+        keep, held = stratified_split(train.targets, val_fraction, seed=20_011 + seed)
+        train, val = train.subset(keep), train.subset(held)
+        notes.append(f"{len(val)} training images held out for validation (stratified, seed {seed})")
+    if train_size is not None:
+        if not 0 < train_size <= len(train):
+            raise PotstillError(f"data.train_size must be between 1 and {len(train)} for {name}, got {train_size}")
+        chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(30_011 + seed))[:train_size]
+        train = train.subset(chosen.sort().values)
+        notes.append(f"training on a random subset of {train_size} images (seed {seed})")
+    mean, std = channel_stats(train)
+    return DataSplits(name, train, val, test, mean, std, notes)

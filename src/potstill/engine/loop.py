@@ -1,0 +1,134 @@
+"""The training loop: one function, read top to bottom.
+
+Every stage of every scheme (teacher pre-training, baseline, distillation, refinement) runs
+through `fit`. It sums the Task's named loss terms, steps the optimizer and the per-batch lr
+schedule, evaluates after each epoch, logs one JSON line, and saves an atomic checkpoint from
+which `resume` continues with bit-identical results on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from potstill.data import BatchLoader
+from potstill.engine.checkpoint import guarded, load_training_state, save_tensors, save_training_state
+from potstill.engine.optim import build_optimizer, build_scheduler
+from potstill.engine.progress import Reporter
+from potstill.engine.run import RunDir
+from potstill.engine.task import Task
+from potstill.errors import PotstillError
+from potstill.recipe import TrainSpec
+
+# called after each epoch's checkpoint: (stage name, epochs done, the epoch's record)
+Callback = Callable[[str, int, dict], None]
+
+
+@dataclass
+class Stage:
+    name: str  # also the stage's folder in the run: teacher, baseline, student, refine
+    task: Task
+    spec: TrainSpec
+    loader: BatchLoader
+    evaluate: Callable[[nn.Module], dict[str, float]]  # metrics of the task's model on held-out data
+    seed: int = 0
+    callbacks: list[Callback] = field(default_factory=list)
+
+
+class NonFiniteLoss(PotstillError):
+    pass
+
+
+def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> nn.Module:
+    """Train `stage.task` for `stage.spec.epochs` epochs; return the trained model."""
+    folder = run.stage(stage.name)
+    checkpoint = folder / "checkpoint.safetensors"
+    module = stage.task.module
+    optimizer = build_optimizer((p for p in module.parameters() if p.requires_grad), stage.spec)
+    scheduler = build_scheduler(optimizer, stage.spec, len(stage.loader))
+
+    epochs_done = 0
+    if resume and checkpoint.is_file():
+        epochs_done = load_training_state(checkpoint, module, optimizer, scheduler)["epochs_done"]
+        reporter.message(f"{stage.name}: resuming after epoch {epochs_done} from {checkpoint}")
+    run.forget_after(stage.name, epochs_done)
+
+    reporter.stage_start(stage.name, stage.spec.epochs * len(stage.loader), epochs_done * len(stage.loader))
+    try:
+        for epoch in range(epochs_done, stage.spec.epochs):
+            record = train_epoch(stage, optimizer, scheduler, epoch, checkpoint, reporter)
+            record.update(stage.evaluate(stage.task.model))
+            run.log(record)
+            header = {"stage": stage.name, "epochs_done": epoch + 1}
+            guarded(lambda: save_training_state(checkpoint, module, optimizer, scheduler, header), checkpoint)
+            reporter.epoch_end(describe(record, stage.spec.epochs))
+            for callback in stage.callbacks:
+                callback(stage.name, epoch + 1, record)
+    finally:
+        reporter.stage_end()
+
+    model_path = folder / "model.safetensors"
+    header = {"stage": stage.name, "epochs": stage.spec.epochs}
+    guarded(lambda: save_tensors(model_path, stage.task.model.state_dict(), header), model_path)
+    return stage.task.model
+
+
+def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, reporter: Reporter) -> dict:
+    task, loader, spec = stage.task, stage.loader, stage.spec
+    task.module.train()
+    totals: dict[str, float] = {}
+    correct, seen, start = 0, 0, time.perf_counter()
+    for step, batch in enumerate(loader.batches(epoch)):
+        result = task.step(batch, progress=epoch + step / len(loader))
+        loss = sum(result.terms.values())
+        value = float(loss)
+        if not math.isfinite(value):
+            raise non_finite(stage.name, epoch, step, result.terms, checkpoint)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if spec.grad_clip:
+            nn.utils.clip_grad_norm_(task.module.parameters(), spec.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        for name, term in result.terms.items():
+            totals[name] = totals.get(name, 0.0) + float(term)
+        correct += int((result.logits.argmax(dim=1) == batch["target"]).sum())
+        seen += len(batch["target"])
+        reporter.advance(f"loss {value:.4f}")
+    steps = len(loader)
+    return {
+        "stage": stage.name,
+        "epoch": epoch + 1,
+        "loss": sum(totals.values()) / steps,
+        "terms": {name: total / steps for name, total in totals.items()},
+        "weights": result.weights,
+        "lr": optimizer.param_groups[0]["lr"],
+        "train_acc": correct / max(seen, 1),
+        "time_s": round(time.perf_counter() - start, 3),
+    }
+
+
+def non_finite(stage: str, epoch: int, step: int, terms: dict[str, torch.Tensor], checkpoint) -> NonFiniteLoss:
+    values = ", ".join(f"{name}={float(term):.4g}" for name, term in terms.items())
+    kept = (
+        f"the last good checkpoint (after epoch {epoch}) at {checkpoint} is intact"
+        if checkpoint.is_file()
+        else "no checkpoint had been written yet"
+    )
+    return NonFiniteLoss(
+        f"{stage}: the loss became non-finite at epoch {epoch + 1}, step {step + 1} ({values}); training stopped and "
+        f"{kept}. Lower the learning rate or set train.grad_clip, check the inputs for NaN/inf, then --resume"
+    )
+
+
+def describe(record: dict, epochs: int) -> str:
+    held_out = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.endswith("_acc") and k != "train_acc")
+    return (
+        f"{record['stage']:<9} epoch {record['epoch']:>3}/{epochs}  loss {record['loss']:.4f}  "
+        f"train_acc {record['train_acc']:.4f}  {held_out}  lr {record['lr']:.2e}  {record['time_s']:.1f}s"
+    )

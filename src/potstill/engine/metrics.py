@@ -1,0 +1,69 @@
+"""What the report measures: accuracy, agreement with the teacher, calibration, size, latency."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from potstill.data import BatchLoader
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: BatchLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, K) and targets (N,) on the CPU, model in eval mode (its mode is restored)."""
+    was_training = model.training
+    model.eval()
+    logits, targets = [], []
+    for batch in loader.batches():
+        logits.append(model(batch["input"]).float().cpu())
+        targets.append(batch["target"].cpu())
+    model.train(was_training)
+    return torch.cat(logits), torch.cat(targets)
+
+
+def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    return float((logits.argmax(dim=1) == targets).float().mean())
+
+
+def agreement(logits: torch.Tensor, reference_logits: torch.Tensor) -> float:
+    """Fraction of samples where two models predict the same class."""
+    return float((logits.argmax(dim=1) == reference_logits.argmax(dim=1)).float().mean())
+
+
+def expected_calibration_error(logits: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> float:
+    """ECE (Guo et al. 2017): sum over equal-width confidence bins of |accuracy - confidence| * share."""
+    probs = logits.softmax(dim=1)
+    confidence, predicted = probs.max(dim=1)
+    correct = (predicted == targets).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    ece = torch.zeros(())
+    for low, high in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            share = in_bin.float().mean()
+            ece += share * (correct[in_bin].mean() - confidence[in_bin].mean()).abs()
+    return float(ece)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@torch.inference_mode()
+def cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, repeats: int) -> float:
+    """Mean wall time of one forward pass on a CPU batch, after 3 warm-up passes."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval().to("cpu")
+    inputs = torch.randn(batch_size, *input_shape)
+    for _ in range(3):
+        model(inputs)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model(inputs)
+    elapsed = (time.perf_counter() - start) / repeats
+    model.to(device).train(was_training)
+    return elapsed * 1000

@@ -1,0 +1,71 @@
+"""A Task is what the training loop optimises: a module holding every trained parameter, and a
+function from a batch to named, already-weighted loss terms. Schemes are Tasks; the loop never
+branches on a method's name, it sums the terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from potstill.data.loader import Batch
+from potstill.schedules import WeightSchedule
+
+
+@dataclass
+class StepResult:
+    terms: dict[str, torch.Tensor]  # weighted loss terms; the loop minimises their sum
+    logits: torch.Tensor  # (B, K) the trained model's logits, for training accuracy
+    weights: dict[str, float]  # the weight each term had at this step (after its schedule)
+
+
+class Task:
+    """Base class. `module` holds every parameter that trains and is checkpointed."""
+
+    module: nn.Module
+
+    @property
+    def model(self) -> nn.Module:
+        """The model whose accuracy is reported and which is exported at the end."""
+        raise NotImplementedError
+
+    def step(self, batch: Batch, progress: float) -> StepResult:
+        raise NotImplementedError
+
+
+def hard_label_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy against the dataset labels (the alpha term)."""
+    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+
+class Supervised(Task):
+    """Plain training on hard labels: teacher pre-training, the baseline student, refinement."""
+
+    def __init__(self, model: nn.Module, label_smoothing: float = 0.0, weight: float = 1.0) -> None:
+        self.module = model
+        self.label_smoothing = label_smoothing
+        self.weight = weight
+
+    @property
+    def model(self) -> nn.Module:
+        return self.module
+
+    def step(self, batch: Batch, progress: float) -> StepResult:
+        logits = self.module(batch["input"])
+        ce = hard_label_loss(logits, batch["target"], self.label_smoothing)
+        return StepResult({"ce": self.weight * ce}, logits, {"ce": self.weight})
+
+
+@dataclass
+class WeightedTerm:
+    """A loss module with its weight and schedule, as the recipe sets them."""
+
+    name: str
+    loss: nn.Module
+    weight: float
+    schedule: WeightSchedule
+
+    def weight_at(self, progress: float) -> float:
+        return self.weight * self.schedule.factor(progress)

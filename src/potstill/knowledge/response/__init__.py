@@ -1,0 +1,1 @@
+"""Response-based knowledge: losses on the models' output logits."""

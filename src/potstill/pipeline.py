@@ -1,0 +1,187 @@
+"""The three phases of a recipe: pre-train the teacher, transfer knowledge, refine the student.
+
+A distil run also trains the same student alone with the same budget and seed (the baseline),
+so every run answers "did distillation pay off?". Each phase is a stage folder in the run; a
+resumed run skips finished stages and continues the interrupted one from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import platform
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from potstill import __version__
+from potstill.config import to_dict
+from potstill.data import load_dataset
+from potstill.engine.checkpoint import load_into, load_tensors
+from potstill.engine.loop import Callback, Stage, fit
+from potstill.engine.progress import Reporter
+from potstill.engine.run import RunDir
+from potstill.engine.task import Supervised, WeightedTerm
+from potstill.errors import PotstillError
+from potstill.knowledge import LOSSES
+from potstill.models import MODELS, create_model
+from potstill.recipe import DistillSpec, ModelSpec, Recipe, TrainSpec
+from potstill.report import model_row, render_table, summarize
+from potstill.schedules import WeightSchedule
+from potstill.schemes import OfflineDistillation
+from potstill.workbench import Workbench, resolve_device
+
+
+def open_workbench(recipe: Recipe) -> Workbench:
+    spec = recipe.data
+    splits = load_dataset(
+        spec.name, root=spec.root, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
+        train_size=spec.train_size, seed=spec.split_seed, args=spec.args,
+    )
+    return Workbench(splits, spec, resolve_device(recipe.device))
+
+
+def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.Module:
+    MODELS.get(spec.name)  # unknown name -> error with the nearest registered one
+    MODELS.check_kwargs(spec.name, spec.args, where=f"{role}.args")
+    for reserved in ("input_shape", "num_classes"):
+        if reserved in spec.args:
+            raise PotstillError(f"{role}.args.{reserved} is set from the dataset; remove it from the recipe")
+    torch.manual_seed(seed)  # baseline and distilled student start from the same weights
+    model = create_model(spec.name, input_shape=bench.splits.input_shape, num_classes=bench.splits.num_classes, **spec.args)
+    model = model.to(bench.device)
+    bench.check_model(model, role)
+    return model
+
+
+def build_terms(spec: DistillSpec, epochs: int) -> list[WeightedTerm]:
+    """The distillation term of the recipe: its loss module, weight beta and schedule."""
+    kwargs = dict(spec.loss_args)
+    if "temperature" in LOSSES.parameters(spec.loss) and "temperature" not in kwargs:
+        kwargs["temperature"] = spec.temperature
+    LOSSES.check_kwargs(spec.loss, kwargs, where="distill.loss_args")
+    loss = LOSSES.create(spec.loss, **kwargs)
+    schedule = WeightSchedule(**to_dict(spec.schedule), end_epoch=epochs)
+    return [WeightedTerm(spec.loss, loss, spec.beta, schedule)]
+
+
+def teacher_weights_file(path: str) -> Path:
+    """A .safetensors file, or a run folder from `potstill train` / `potstill distill`."""
+    location = Path(path)
+    candidates = [location] if location.suffix == ".safetensors" else [location / "teacher" / "model.safetensors", location / "model.safetensors"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise PotstillError(
+        f"teacher checkpoint not found: looked for {', '.join(map(str, candidates))}; "
+        "train one with `potstill train RECIPE` or set teacher.checkpoint to a .safetensors file"
+    )
+
+
+class Runner:
+    """Runs the stages of one recipe inside one run folder."""
+
+    def __init__(self, recipe: Recipe, run: RunDir, reporter: Reporter, resume: bool = False,
+                 callbacks: list[Callback] | None = None, bench: Workbench | None = None) -> None:
+        self.recipe, self.run, self.reporter, self.resume = recipe, run, reporter, resume
+        self.callbacks = callbacks or []
+        self.bench = bench or open_workbench(recipe)
+        self.run.write_json("run.json", self.describe())
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "potstill": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "device": str(self.bench.device), "threads": torch.get_num_threads(), "data": self.bench.splits.describe(),
+        }
+
+    def stage(self, name: str, task, spec: TrainSpec) -> nn.Module:
+        """Train a stage, or load it if a previous (resumed) run already finished it."""
+        finished = self.run.stage(name) / "model.safetensors"
+        if self.resume and finished.is_file():
+            tensors, _ = load_tensors(finished)
+            load_into(task.model, tensors, str(finished), name)
+            self.reporter.message(f"{name}: already finished, loaded {finished}")
+            return task.model
+        seed = self.recipe.seed
+        torch.manual_seed(seed)
+        stage = Stage(name, task, spec, self.bench.train_loader(seed), self.bench.evaluate, seed, self.callbacks)
+        return fit(stage, self.run, self.reporter, resume=self.resume)
+
+    def teacher(self) -> nn.Module:
+        spec = self.recipe.teacher
+        if spec is None:
+            raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
+        model = build_model(spec.model, self.bench, "teacher", self.recipe.seed)
+        if spec.checkpoint is None:
+            return self.stage("teacher", Supervised(model, spec.train.label_smoothing), spec.train)
+        path = teacher_weights_file(spec.checkpoint)
+        tensors, _ = load_tensors(path)
+        load_into(model, {k: v.to(self.bench.device) for k, v in tensors.items()}, str(path), "teacher")
+        self.reporter.message(f"teacher: loaded {path}")
+        return model
+
+    def student(self) -> nn.Module:
+        if self.recipe.student is None:
+            raise PotstillError("the recipe has no student section; add student.model, e.g. student: {name: mlp}")
+        return build_model(self.recipe.student, self.bench, "student", self.recipe.seed)
+
+    def run_train(self) -> dict[str, Any]:
+        """Phase 1 only: pre-train the teacher."""
+        teacher = self.teacher()
+        return self.finish([("teacher", teacher)])
+
+    def run_distill(self, teacher: nn.Module | None = None, student: nn.Module | None = None) -> dict[str, Any]:
+        """Phases 1-3; `teacher`/`student` given from Python replace the recipe's models."""
+        recipe = self.recipe
+        terms = build_terms(recipe.distill, recipe.train.epochs)  # fail on a bad loss before any training
+        teacher = teacher if teacher is not None else self.teacher()
+        student_init = student if student is not None else self.student()
+        models: list[tuple[str, nn.Module]] = [("teacher", teacher)]
+        if recipe.distill.baseline:
+            # the same budget as distillation + refinement, from the same initial weights
+            budget = replace(recipe.train, epochs=recipe.train.epochs + recipe.refine.epochs)
+            baseline = self.stage("baseline", Supervised(copy.deepcopy(student_init), recipe.train.label_smoothing), budget)
+            models.append(("baseline", baseline))
+        task = OfflineDistillation(student_init, teacher, terms, recipe.distill.alpha, recipe.train.label_smoothing)
+        distilled = self.stage("student", task, recipe.train)
+        models.append(("student", distilled))
+        if recipe.refine.epochs > 0:
+            refine_spec = replace(recipe.train, epochs=recipe.refine.epochs, lr=recipe.refine.lr, scheduler="cosine", milestones=[])
+            refined = copy.deepcopy(distilled)  # keep the distilled student's weights for the report
+            models.append(("refine", self.stage("refine", Supervised(refined, recipe.train.label_smoothing), refine_spec)))
+        return self.finish(models)
+
+    def finish(self, models: list[tuple[str, nn.Module]]) -> dict[str, Any]:
+        self.models = dict(models)
+        rows, teacher_logits = [], None
+        times = self.stage_times()
+        for role, model in models:
+            weights = self.run.stage(role) / "model.safetensors"
+            row, logits = model_row(role, model, self.bench, self.recipe.report, teacher_logits, weights, times.get(role))
+            if role == "teacher":
+                teacher_logits = logits
+            row["architecture"] = self.architecture(role, model)
+            rows.append(row)
+        summary = summarize(rows, self.bench.splits.describe())
+        self.run.write_json("summary.json", summary)
+        return summary
+
+    def architecture(self, role: str, model: nn.Module) -> dict[str, Any]:
+        teacher = self.recipe.teacher
+        spec = (teacher.model if teacher else None) if role == "teacher" else self.recipe.student
+        if spec is None:  # a model handed in from Python
+            return {"name": type(model).__name__, "args": {}}
+        return {"name": spec.name, "args": spec.args}
+
+    def stage_times(self) -> dict[str, float]:
+        times: dict[str, float] = {}
+        for record in self.run.records():
+            times[record["stage"]] = times.get(record["stage"], 0.0) + record.get("time_s", 0.0)
+        return times
+
+
+def print_summary(summary: dict[str, Any], reporter: Reporter) -> None:
+    if not reporter.quiet:
+        render_table(summary)

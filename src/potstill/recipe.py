@@ -1,0 +1,127 @@
+"""The recipe schema: every key a YAML recipe may hold, its type, default and meaning.
+
+These dataclasses are also the engine's configuration objects, so the Python API and the CLI
+share one definition. `potstill.config.validate` checks a YAML mapping against them strictly and
+`docs/recipes.md` is generated from the `help` texts here (`python -m potstill.cli.docs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+
+REQUIRED = object()  # marks a key a recipe must set
+
+
+def option(default: Any = None, help: str = "", factory: Any = None, **limits: Any) -> Any:
+    """A dataclass field with a help text (shown in docs) and optional min/max limits."""
+    metadata = {"help": help, **limits}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    if default is REQUIRED:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class DataSpec:
+    name: str = option("digits", "registered dataset (`potstill list datasets`)")
+    root: Optional[str] = option(None, "folder holding the dataset's files; null = the dataset's default location")
+    args: dict[str, Any] = option(help="extra arguments of the dataset builder (e.g. synthetic's num_samples)", factory=dict)
+    val_fraction: float = option(0.0, "fraction of the training split held out for validation (stratified)", min=0.0, max=0.9)
+    test_fraction: float = option(0.2, "fraction held out as test when the dataset has no official test split", min=0.05, max=0.9)
+    train_size: Optional[int] = option(None, "train on a random subset of this many images (null = all)", min=1)
+    split_seed: int = option(0, "seed of the held-out splits and subset (fixed across run seeds so all seeds share one test set)")
+    batch_size: int = option(128, "training batch size", min=1)
+    eval_batch_size: int = option(1000, "batch size for evaluation", min=1)
+    hflip: bool = option(False, "random horizontal flip of training images (p = 0.5), done on the batch")
+    crop_padding: int = option(0, "random crop after zero padding by this many pixels (0 = off)", min=0)
+
+
+@dataclass
+class ModelSpec:
+    name: str = option(REQUIRED, "registered model (`potstill list models`)")
+    args: dict[str, Any] = option(help="keyword arguments of the model builder, checked against its signature", factory=dict)
+
+
+@dataclass
+class TrainSpec:
+    epochs: int = option(10, "number of epochs", min=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = option("adamw", "optimizer")
+    lr: float = option(2e-3, "peak learning rate", min=0.0)
+    weight_decay: float = option(5e-4, "weight decay", min=0.0)
+    momentum: float = option(0.9, "SGD momentum (sgd only)", min=0.0, max=1.0)
+    scheduler: Literal["onecycle", "cosine", "multistep", "constant"] = option(
+        "onecycle", "learning-rate schedule, stepped every batch (multistep: every epoch)"
+    )
+    milestones: list[int] = option(help="epochs at which multistep multiplies the lr by gamma", factory=list)
+    gamma: float = option(0.1, "multistep decay factor", min=0.0)
+    grad_clip: Optional[float] = option(None, "clip the gradient norm to this value (null = off)", min=0.0)
+    label_smoothing: float = option(0.0, "label smoothing of the hard-label cross-entropy", min=0.0, max=1.0)
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.scheduler == "multistep" and not self.milestones:
+            problems.append("milestones: multistep needs a list of epochs, e.g. [30, 60]")
+        if any(m < 1 or m >= self.epochs for m in self.milestones):
+            problems.append(f"milestones: every milestone must lie in 1..{self.epochs - 1}")
+        return problems
+
+
+@dataclass
+class TeacherSpec:
+    model: ModelSpec = option(REQUIRED, "the teacher architecture")
+    checkpoint: Optional[str] = option(
+        None, "teacher weights: a .safetensors file or a `potstill train` run folder; null = train it in this run"
+    )
+    train: TrainSpec = option(help="how to pre-train the teacher (phase 1) when no checkpoint is given", factory=TrainSpec)
+
+
+@dataclass
+class ScheduleSpec:
+    warmup_epochs: float = option(0.0, "raise the distillation weight linearly from 0 over this many epochs", min=0.0)
+    decay: Literal["none", "linear", "cosine"] = option("none", "after warm-up, decay the weight towards final_factor")
+    final_factor: float = option(0.0, "weight factor reached at the end of a decay", min=0.0, max=1.0)
+    stop_epoch: Optional[int] = option(
+        None, "switch the distillation term off from this epoch (0-based) on: early-stopped KD (Cho & Hariharan 2019)", min=0
+    )
+
+
+@dataclass
+class DistillSpec:
+    loss: str = option("kd", "registered distillation loss (`potstill list losses`)")
+    temperature: float = option(4.0, "softmax temperature T of the soft targets (losses that take one)", min=1e-6)
+    alpha: float = option(0.5, "weight of the hard-label cross-entropy", min=0.0)
+    beta: float = option(0.5, "weight of the distillation loss", min=0.0)
+    loss_args: dict[str, Any] = option(help="other constructor arguments of the loss, checked against its signature", factory=dict)
+    schedule: ScheduleSpec = option(help="how beta changes over epochs", factory=ScheduleSpec)
+    baseline: bool = option(True, "also train the same student alone (same budget and seed) to measure the gain")
+
+
+@dataclass
+class RefineSpec:
+    epochs: int = option(0, "phase 3: fine-tune the distilled student on hard labels for this many epochs (0 = skip)", min=0)
+    lr: float = option(2e-4, "refinement learning rate (cosine-annealed)", min=0.0)
+
+
+@dataclass
+class ReportSpec:
+    latency_batch_size: int = option(128, "batch size used to time CPU inference", min=1)
+    latency_repeats: int = option(20, "timed forward passes (after 3 warm-up passes)", min=1)
+    ece_bins: int = option(15, "bins of the expected calibration error", min=1)
+
+
+@dataclass
+class Recipe:
+    name: str = option(REQUIRED, "run name; the run folder is output_dir/name unless --run-dir is given")
+    seed: int = option(0, "seed of model initialisation, shuffling, augmentation and dropout")
+    device: Literal["auto", "cpu", "cuda"] = option("cpu", "where to train; auto = cuda when available")
+    output_dir: str = option("runs", "folder that holds run folders")
+    data: DataSpec = option(help="the dataset", factory=DataSpec)
+    teacher: Optional[TeacherSpec] = option(None, "the teacher (required by `potstill train` and `potstill distill`)")
+    student: Optional[ModelSpec] = option(None, "the student architecture (required by `potstill distill`)")
+    train: TrainSpec = option(help="the student's training budget, shared by the distilled and the baseline student", factory=TrainSpec)
+    distill: DistillSpec = option(help="phase 2: knowledge transfer", factory=DistillSpec)
+    refine: RefineSpec = option(help="phase 3: optional refinement on hard labels", factory=RefineSpec)
+    report: ReportSpec = option(help="what the summary measures", factory=ReportSpec)
