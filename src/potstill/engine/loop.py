@@ -86,7 +86,7 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
     for step, batch in enumerate(loader.batches(epoch)):
         result = task.step(batch, progress=epoch + step / len(loader))
         loss = sum(result.terms.values())
-        value = float(loss)
+        value = float(loss.detach())
         if not math.isfinite(value):
             raise non_finite(stage.name, epoch, step, result.terms, checkpoint)
         optimizer.zero_grad(set_to_none=True)
@@ -96,7 +96,7 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
         optimizer.step()
         scheduler.step()
         for name, term in result.terms.items():
-            totals[name] = totals.get(name, 0.0) + float(term)
+            totals[name] = totals.get(name, 0.0) + float(term.detach())
         correct += int((result.logits.argmax(dim=1) == batch["target"]).sum())
         seen += len(batch["target"])
         reporter.advance(f"loss {value:.4f}")
@@ -114,7 +114,7 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
 
 
 def non_finite(stage: str, epoch: int, step: int, terms: dict[str, torch.Tensor], checkpoint) -> NonFiniteLoss:
-    values = ", ".join(f"{name}={float(term):.4g}" for name, term in terms.items())
+    values = ", ".join(f"{name}={float(term.detach()):.4g}" for name, term in terms.items())
     kept = (
         f"the last good checkpoint (after epoch {epoch}) at {checkpoint} is intact"
         if checkpoint.is_file()
@@ -127,8 +127,11 @@ def non_finite(stage: str, epoch: int, step: int, terms: dict[str, torch.Tensor]
 
 
 def describe(record: dict, epochs: int) -> str:
-    held_out = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if k.endswith("_acc") and k != "train_acc")
+    """One short line per epoch, e.g. `student  3/20 loss 0.41 train 91.2% test 90.8% lr 1.9e-03 1.2s`."""
+    held_out = " ".join(
+        f"{k.removesuffix('_acc')} {100 * v:.2f}%" for k, v in record.items() if k.endswith("_acc") and k != "train_acc"
+    )
     return (
-        f"{record['stage']:<9} epoch {record['epoch']:>3}/{epochs}  loss {record['loss']:.4f}  "
-        f"train_acc {record['train_acc']:.4f}  {held_out}  lr {record['lr']:.2e}  {record['time_s']:.1f}s"
+        f"{record['stage']:<8} {record['epoch']:>3}/{epochs} loss {record['loss']:.4f} "
+        f"train {100 * record['train_acc']:.2f}% {held_out} lr {record['lr']:.1e} {record['time_s']:.1f}s"
     )

@@ -16,9 +16,9 @@ from potstill.workbench import Workbench
 
 ROLE_TITLES = {
     "teacher": "teacher",
-    "baseline": "student alone (baseline)",
-    "student": "distilled student",
-    "refine": "distilled + refined student",
+    "baseline": "student alone",
+    "student": "distilled",
+    "refine": "distilled+refined",
 }
 
 
@@ -72,7 +72,7 @@ def _fmt(value: Any, kind: str) -> str:
     if kind == "int":
         return f"{value:,}"
     if kind == "kb":
-        return f"{value / 1024:,.0f} KiB"
+        return f"{value / 1024:,.0f}K"
     if kind == "ms":
         return f"{value:.2f}"
     if kind == "s":
@@ -84,15 +84,20 @@ def render_table(summary: dict[str, Any], console: Console | None = None) -> Non
     console = console or Console()
     table = Table(title="did distillation pay off? (test split, last epoch)")
     columns = [
-        ("model", "title", None), ("top-1", "test_acc", "pct"), ("agrees w/ teacher", "teacher_agreement", "pct"),
+        ("model", "title", None), ("top-1", "test_acc", "pct"), ("agree", "teacher_agreement", "pct"),
         ("ECE", "ece", "f"), ("params", "params", "int"), ("size", "size_bytes", "kb"),
-        ("CPU ms/batch", "latency_ms", "ms"), ("train s", "train_time_s", "s"),
+        ("ms/batch", "latency_ms", "ms"), ("train s", "train_time_s", "s"),
     ]
     for header, _, _ in columns:
-        table.add_column(header, justify="left" if header == "model" else "right")
+        table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
     for row in summary["models"]:
         table.add_row(*(row[key] if kind is None else _fmt(row[key], kind) for _, key, kind in columns))
     console.print(table)
+    batch = summary["models"][0]["latency_batch_size"]
+    console.print(
+        f"agree: same top-1 class as the teacher; ECE: expected calibration error; ms/batch: CPU forward of {batch} images",
+        highlight=False,
+    )
     if "distillation_gain_points" in summary:
         gain = summary["distillation_gain_points"]
         verdict = "helped" if gain > 0 else "did not help"

@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny recipes on synthetic data, and the real-data switch.
+
+POTSTILL_REQUIRE_DATA=1 (set by CI) turns a missing Fashion-MNIST into a failure instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture
+def fashion_mnist_root() -> Path:
+    if not (FMNIST / "train-images-idx3-ubyte.gz").is_file():
+        message = f"Fashion-MNIST not installed at {FMNIST} (apt-get install dataset-fashion-mnist)"
+        if os.environ.get("POTSTILL_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return FMNIST
+
+
+def tiny_recipe(**changes) -> dict:
+    """A distil recipe that runs in about a second: synthetic 8x8 data, small CNN -> MLP."""
+    recipe = {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"name": "synthetic", "args": {"num_samples": 400}, "batch_size": 32, "hflip": True},
+        "teacher": {
+            "model": {"name": "small_cnn", "args": {"channels": [8], "hidden": 16}},
+            "train": {"epochs": 2, "lr": 0.01},
+        },
+        "student": {"name": "mlp", "args": {"hidden": [16]}},
+        "train": {"epochs": 3, "lr": 0.01},
+        "distill": {"temperature": 4.0, "alpha": 0.5, "beta": 0.5},
+        "report": {"latency_repeats": 1, "latency_batch_size": 8},
+    }
+    for dotted, value in changes.items():
+        node = recipe
+        *parents, last = dotted.split("__")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return recipe
+
+
+def write_recipe(folder: Path, recipe: dict, name: str = "recipe.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(recipe))
+    return path
