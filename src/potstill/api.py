@@ -22,6 +22,7 @@ from potstill.data import ArrayData, make_splits
 from potstill.data.registry import RawData
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
+from potstill.engine.task import Supervised
 from potstill.errors import PotstillError
 from potstill.pipeline import Runner
 from potstill.recipe import Recipe
@@ -50,17 +51,16 @@ def as_array_data(data: Data, num_classes: int, role: str) -> ArrayData:
     return ArrayData(images, labels, num_classes)
 
 
-def _infer_classes(teacher: nn.Module, student: nn.Module, sample: torch.Tensor) -> int:
+def _check_same_classes(teacher: nn.Module, student: nn.Module, bench: Workbench) -> None:
+    sample = next(bench.eval_loader().batches())["input"][:2]
+    was = teacher.training, student.training
     with torch.inference_mode():
-        was = teacher.training, student.training
-        teacher.eval(), student.eval()
-        classes = teacher(sample).shape[-1], student(sample).shape[-1]
-        teacher.train(was[0]), student.train(was[1])
+        classes = teacher.eval()(sample).shape[-1], student.eval()(sample).shape[-1]
+    teacher.train(was[0]), student.train(was[1])
     if classes[0] != classes[1]:
         raise PotstillError(
             f"the teacher predicts {classes[0]} classes but the student {classes[1]}; give both the same output size"
         )
-    return classes[0]
 
 
 def _recipe(overrides: dict[str, Any]) -> Recipe:
@@ -79,6 +79,23 @@ def _recipe(overrides: dict[str, Any]) -> Recipe:
     return validate({**top, **sections}, Recipe, source="distill() arguments")
 
 
+def _runner(settings: dict[str, Any], classes_of: nn.Module, train_data: Data, test_data: Data,
+            run_dir: str | Path | None, quiet: bool) -> Runner:
+    """Validate the settings, wrap the data, open a run folder (a temporary one by default)."""
+    recipe = _recipe(dict(settings))
+    device = resolve_device(recipe.device)
+    sample = as_array_data(train_data, 10**9, "train_data").as_float()[:2].to(device)
+    was_training = classes_of.training
+    with torch.inference_mode():
+        num_classes = classes_of.to(device).eval()(sample).shape[-1]
+    classes_of.train(was_training)
+    raw = RawData(as_array_data(train_data, num_classes, "train_data"), as_array_data(test_data, num_classes, "test_data"))
+    bench = Workbench(make_splits("python", raw), recipe.data, device)
+    run = RunDir(Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="potstill-")))
+    run.create(resume=False)
+    return Runner(recipe, run, Reporter(quiet=quiet), bench=bench)
+
+
 def distill(
     teacher: nn.Module,
     student: nn.Module,
@@ -95,42 +112,20 @@ def distill(
     temperature, alpha, beta, loss_args, schedule, baseline, batch_size, hflip, crop_padding,
     refine_epochs, refine_lr, seed, device. They mean what the recipe keys of the same names mean.
     """
-    recipe = _recipe(dict(settings))
-    device = resolve_device(recipe.device)
+    runner = _runner(settings, teacher, train_data, test_data, run_dir, quiet)
+    device = runner.bench.device
     teacher, student = teacher.to(device), student.to(device)
-    sample = as_array_data(train_data, 10**9, "train_data")
-    sample_input = sample.as_float()[:2].to(device)
-    num_classes = _infer_classes(teacher, student, sample_input)
-    raw = RawData(as_array_data(train_data, num_classes, "train_data"), as_array_data(test_data, num_classes, "test_data"))
-    bench = Workbench(make_splits("python", raw), recipe.data, device)
-    folder = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="potstill-"))
-    run = RunDir(folder)
-    run.create(resume=False)
-    runner = Runner(recipe, run, Reporter(quiet=quiet), bench=bench)
-    bench.check_model(teacher, "teacher")
-    bench.check_model(student, "student")
+    _check_same_classes(teacher, student, runner.bench)
+    runner.bench.check_model(teacher, "teacher")
+    runner.bench.check_model(student, "student")
     summary = runner.run_distill(teacher=teacher, student=student)
     final = runner.models.get("refine", runner.models["student"])
-    return DistillResult(final, runner.models.get("baseline"), teacher, summary, folder)
+    return DistillResult(final, runner.models.get("baseline"), teacher, summary, runner.run.path)
 
 
 def train(model: nn.Module, train_data: Data, test_data: Data, *, run_dir: str | Path | None = None,
           quiet: bool = True, **settings: Any) -> tuple[nn.Module, dict[str, Any]]:
     """Train one model on hard labels (phase 1, e.g. a teacher); returns (model, summary)."""
-    recipe = _recipe(dict(settings))
-    device = resolve_device(recipe.device)
-    model = model.to(device)
-    sample = as_array_data(train_data, 10**9, "train_data")
-    with torch.inference_mode():
-        model.eval()
-        num_classes = model(sample.as_float()[:2].to(device)).shape[-1]
-    raw = RawData(as_array_data(train_data, num_classes, "train_data"), as_array_data(test_data, num_classes, "test_data"))
-    bench = Workbench(make_splits("python", raw), recipe.data, device)
-    folder = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="potstill-"))
-    run = RunDir(folder)
-    run.create(resume=False)
-    runner = Runner(recipe, run, Reporter(quiet=quiet), bench=bench)
-    from potstill.engine.task import Supervised
-
-    trained = runner.stage("teacher", Supervised(model, recipe.train.label_smoothing), recipe.train)
+    runner = _runner(settings, model, train_data, test_data, run_dir, quiet)
+    trained = runner.stage("teacher", Supervised(model, runner.recipe.train.label_smoothing), runner.recipe.train)
     return trained, runner.finish([("teacher", trained)])

@@ -18,7 +18,7 @@ from torch import nn
 
 from potstill import __version__
 from potstill.config import to_dict
-from potstill.data import load_dataset
+from potstill.data import DATASETS, load_dataset
 from potstill.engine.checkpoint import load_into, load_tensors
 from potstill.engine.loop import Callback, Stage, fit
 from potstill.engine.progress import Reporter
@@ -43,12 +43,32 @@ def open_workbench(recipe: Recipe) -> Workbench:
     return Workbench(splits, spec, resolve_device(recipe.device))
 
 
-def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.Module:
+def check_model_spec(spec: ModelSpec, role: str) -> None:
     MODELS.get(spec.name)  # unknown name -> error with the nearest registered one
-    MODELS.check_kwargs(spec.name, spec.args, where=f"{role}.args")
     for reserved in ("input_shape", "num_classes"):
         if reserved in spec.args:
             raise PotstillError(f"{role}.args.{reserved} is set from the dataset; remove it from the recipe")
+    MODELS.check_kwargs(spec.name, spec.args, where=f"{role}.args")
+
+
+def preflight(recipe: Recipe, command: str) -> None:
+    """Check every name and argument the recipe uses before any data is read or model trained."""
+    DATASETS.get(recipe.data.name)
+    DATASETS.check_kwargs(recipe.data.name, recipe.data.args, where="data.args")
+    if recipe.teacher is None:
+        raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
+    check_model_spec(recipe.teacher.model, "teacher")
+    if recipe.teacher.checkpoint is not None and command == "distill":
+        teacher_weights_file(recipe.teacher.checkpoint)
+    if command == "distill":
+        if recipe.student is None:
+            raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
+        check_model_spec(recipe.student, "student")
+        build_terms(recipe.distill, recipe.train.epochs)
+
+
+def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.Module:
+    check_model_spec(spec, role)
     torch.manual_seed(seed)  # baseline and distilled student start from the same weights
     model = create_model(spec.name, input_shape=bench.splits.input_shape, num_classes=bench.splits.num_classes, **spec.args)
     model = model.to(bench.device)
@@ -124,7 +144,7 @@ class Runner:
 
     def student(self) -> nn.Module:
         if self.recipe.student is None:
-            raise PotstillError("the recipe has no student section; add student.model, e.g. student: {name: mlp}")
+            raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
         return build_model(self.recipe.student, self.bench, "student", self.recipe.seed)
 
     def run_train(self) -> dict[str, Any]:

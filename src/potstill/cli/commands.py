@@ -19,7 +19,7 @@ from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES
 from potstill.data import DATASETS
 from potstill.models import MODELS
-from potstill.pipeline import Runner, build_model, print_summary
+from potstill.pipeline import Runner, build_model, open_workbench, preflight, print_summary
 from potstill.recipe import Recipe
 from potstill.report import model_row, render_table, summarize
 
@@ -29,8 +29,8 @@ def resolve_recipe(args: argparse.Namespace) -> tuple[Recipe, RunDir]:
     if args.resume:
         run = RunDir(args.resume)
         saved_path = run.path / "recipe.yaml"
-        if not saved_path.is_file():
-            raise PotstillError(f"cannot resume {run.path}: no recipe.yaml there, so it is not a potstill run folder")
+        if not (saved_path.is_file() and (run.path / "run.json").is_file()):
+            raise PotstillError(f"cannot resume {run.path}: it holds no recipe.yaml and run.json, so it is not a potstill run folder")
         saved = config.load(saved_path, Recipe)
         if args.recipe or args.overrides:
             given = config.load(args.recipe, Recipe, args.overrides) if args.recipe else config.validate(
@@ -50,13 +50,15 @@ def resolve_recipe(args: argparse.Namespace) -> tuple[Recipe, RunDir]:
 def start(args: argparse.Namespace) -> tuple[Runner, Reporter]:
     recipe, run = resolve_recipe(args)
     resume = bool(args.resume)
+    preflight(recipe, args.command)  # bad names and arguments fail before anything is written
+    bench = open_workbench(recipe)  # so do missing or damaged data files
     run.create(resume=resume)
     if not resume:
         text = yaml.safe_dump(config.to_dict(recipe), sort_keys=False)
         guarded(lambda: atomic_write(run.path / "recipe.yaml", text), run.path / "recipe.yaml")
     reporter = Reporter(quiet=args.quiet)
     reporter.message(f"run folder: {run.path}")
-    return Runner(recipe, run, reporter, resume=resume), reporter
+    return Runner(recipe, run, reporter, resume=resume, bench=bench), reporter
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -1,0 +1,34 @@
+"""Every shipped recipe validates, and names only registered models, losses and datasets."""
+
+from pathlib import Path
+
+import pytest
+
+from potstill import config
+from potstill.cli.docs import render
+from potstill.data import DATASETS
+from potstill.knowledge import LOSSES
+from potstill.models import MODELS
+from potstill.recipe import Recipe
+
+ROOT = Path(__file__).parents[1]
+RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
+
+
+def test_there_are_recipes():
+    assert len(RECIPES) >= 4
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_recipe_is_valid(path):
+    recipe = config.load(path, Recipe)
+    assert recipe.data.name in DATASETS
+    DATASETS.check_kwargs(recipe.data.name, recipe.data.args)
+    for spec, role in ((recipe.teacher.model if recipe.teacher else None, "teacher"), (recipe.student, "student")):
+        if spec is not None:
+            MODELS.check_kwargs(spec.name, spec.args, where=f"{role}.args")
+    LOSSES.check_kwargs(recipe.distill.loss, recipe.distill.loss_args)
+
+
+def test_recipe_reference_is_current():
+    assert (ROOT / "docs" / "recipes.md").read_text() == render(), "run `make docs` to regenerate docs/recipes.md"
