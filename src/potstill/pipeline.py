@@ -108,7 +108,6 @@ class Runner:
         self.recipe, self.run, self.reporter, self.resume = recipe, run, reporter, resume
         self.callbacks = callbacks or []
         self.bench = bench or open_workbench(recipe)
-        self.run.write_json("run.json", self.describe())
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -149,12 +148,14 @@ class Runner:
 
     def run_train(self) -> dict[str, Any]:
         """Phase 1 only: pre-train the teacher."""
+        self.run.write_json("run.json", self.describe())
         teacher = self.teacher()
         return self.finish([("teacher", teacher)])
 
     def run_distill(self, teacher: nn.Module | None = None, student: nn.Module | None = None) -> dict[str, Any]:
         """Phases 1-3; `teacher`/`student` given from Python replace the recipe's models."""
         recipe = self.recipe
+        self.run.write_json("run.json", self.describe())
         terms = build_terms(recipe.distill, recipe.train.epochs)  # fail on a bad loss before any training
         teacher = teacher if teacher is not None else self.teacher()
         student_init = student if student is not None else self.student()
