@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import platform
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ class Runner:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "potstill": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "potstill": __version__, "torch": torch.__version__, "python": platform.python_version(), "argv": sys.argv,
             "device": str(self.bench.device), "threads": torch.get_num_threads(), "data": self.bench.splits.describe(),
         }
 
@@ -180,6 +181,8 @@ class Runner:
         times = self.stage_times()
         for role, model in models:
             weights = self.run.stage(role) / "model.safetensors"
+            if role == "teacher" and not weights.is_file() and self.recipe.teacher and self.recipe.teacher.checkpoint:
+                weights = teacher_weights_file(self.recipe.teacher.checkpoint)  # an external teacher
             row, logits = model_row(role, model, self.bench, self.recipe.report, teacher_logits, weights, times.get(role))
             if role == "teacher":
                 teacher_logits = logits

@@ -1,6 +1,7 @@
 """The command line: happy path, and every kind of bad input gives one readable line and exit 2."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,8 @@ def test_train_then_distill_from_the_teacher_run(tmp_path, capsys):
     code, _, err = run_cli(capsys, "distill", str(distill_path), "--run-dir", str(tmp_path / "d"), "--set", "distill.temperature=2")
     assert code == 0, err
     assert not (tmp_path / "d" / "teacher").exists()  # loaded, not retrained
+    teacher_row = json.loads((tmp_path / "d" / "summary.json").read_text())["models"][0]
+    assert teacher_row["size_bytes"] == (tmp_path / "t" / "teacher" / "model.safetensors").stat().st_size
     assert "temperature: 2.0" in (tmp_path / "d" / "recipe.yaml").read_text()
 
 
@@ -187,3 +190,13 @@ def test_import_flag_registers_user_models(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(capsys, "distill", path, "--import", "my_models", "--run-dir", "r1", "-q")
     assert code == 0, err
     assert_user_error(capsys, ["list", "models", "--import", "no_such_module"], "cannot import")
+
+
+def test_demo_recipe_runs_end_to_end(tmp_path, capsys):
+    """`make demo` runs recipes/digits/demo.yaml; here with a short budget."""
+    recipe = str(Path(__file__).parents[2] / "recipes" / "digits" / "demo.yaml")
+    code, out, err = run_cli(capsys, "distill", recipe, "--run-dir", str(tmp_path / "demo"),
+                             "--set", "train.epochs=2", "--set", "teacher.train.epochs=2")
+    assert code == 0, err
+    assert "did distillation pay off?" in out and "student alone" in out and "distilled" in out
+    assert re.search(r"student\s+2/2 loss", err)  # one progress line per epoch without a terminal

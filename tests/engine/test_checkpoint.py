@@ -16,6 +16,15 @@ def test_tensors_and_header_round_trip(tmp_path):
     assert torch.equal(tensors["w"], torch.arange(6.0).view(2, 3)) and header == {"epoch": 3, "note": "x"}
 
 
+def test_written_files_follow_the_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        ckpt.atomic_write(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_tied_weights_can_be_saved(tmp_path):
     shared = torch.ones(3)
     ckpt.save_tensors(tmp_path / "t.safetensors", {"a": shared, "b": shared}, {})

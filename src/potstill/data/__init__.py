@@ -54,19 +54,19 @@ def make_splits(
     if test is None:
         keep, held = stratified_split(train.targets, test_fraction, seed=10_007 + seed)
         train, test = train.subset(keep), train.subset(held)
-        notes.append(f"no official test split: {len(test)} images held out as test (stratified, seed {seed})")
+        notes.append(f"no official test split: {len(test)} images held out as test (stratified, split seed {seed})")
     if test.num_classes != train.num_classes or test.input_shape != train.input_shape:
         raise PotstillError(f"{name}: train and test splits differ in shape or class count")
     val = None
     if val_fraction > 0:
         keep, held = stratified_split(train.targets, val_fraction, seed=20_011 + seed)
         train, val = train.subset(keep), train.subset(held)
-        notes.append(f"{len(val)} training images held out for validation (stratified, seed {seed})")
+        notes.append(f"{len(val)} training images held out for validation (stratified, split seed {seed})")
     if train_size is not None:
         if not 0 < train_size <= len(train):
             raise PotstillError(f"data.train_size must be between 1 and {len(train)} for {name}, got {train_size}")
         chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(30_011 + seed))[:train_size]
         train = train.subset(chosen.sort().values)
-        notes.append(f"training on a random subset of {train_size} images (seed {seed})")
+        notes.append(f"training on a random subset of {train_size} images (split seed {seed})")
     mean, std = channel_stats(train)
     return DataSplits(name, train, val, test, mean, std, notes)

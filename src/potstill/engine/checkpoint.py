@@ -30,6 +30,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     payload = data.encode() if isinstance(data, str) else data
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600 files; follow the umask like open() does
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()
@@ -38,6 +39,12 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> None:
