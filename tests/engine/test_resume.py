@@ -77,6 +77,8 @@ def test_killed_process_resumes_to_the_same_weights(tmp_path):
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert process.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    assert not (tmp_path / "cut" / "student" / "model.safetensors").exists()
     resumed = subprocess.run(command[:-1] + ["--resume", str(tmp_path / "cut"), "--quiet"], env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert same(weights(tmp_path / "whole", "student"), weights(tmp_path / "cut", "student"))

@@ -95,13 +95,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise PotstillError(f"{run.path} holds no recipe.yaml; give a run folder made by potstill train/distill")
     recipe = config.load(run.path / "recipe.yaml", Recipe)
     runner = Runner(recipe, run, Reporter(quiet=True), resume=True)
-    rows, teacher_logits = [], None
+    rows, teacher_logits, times = [], None, runner.stage_times()
     for role in ("teacher", "baseline", "student", "refine"):
         model = finished_model(runner, role)
         if model is None:
             continue
         weights = run.stage(role) / "model.safetensors"
-        row, logits = model_row(role, model, runner.bench, recipe.report, teacher_logits, weights, None)
+        row, logits = model_row(role, model, runner.bench, recipe.report, teacher_logits, weights, times.get(role))
         teacher_logits = logits if role == "teacher" else teacher_logits
         rows.append(row)
     if not rows:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -82,11 +83,11 @@ def _fmt(value: Any, kind: str) -> str:
 
 def render_table(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title="did distillation pay off? (test split, last epoch)")
+    table = Table(title="did distillation pay off? (test split, last epoch)", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = [
         ("model", "title", None), ("top-1", "test_acc", "pct"), ("agree", "teacher_agreement", "pct"),
         ("ECE", "ece", "f"), ("params", "params", "int"), ("size", "size_bytes", "kb"),
-        ("ms/batch", "latency_ms", "ms"), ("train s", "train_time_s", "s"),
+        ("CPU ms", "latency_ms", "ms"), ("train s", "train_time_s", "s"),
     ]
     for header, _, _ in columns:
         table.add_column(header, justify="left" if header == "model" else "right", no_wrap=True)
@@ -95,7 +96,7 @@ def render_table(summary: dict[str, Any], console: Console | None = None) -> Non
     console.print(table)
     batch = summary["models"][0]["latency_batch_size"]
     console.print(
-        f"agree: same top-1 class as the teacher; ECE: expected calibration error; ms/batch: CPU forward of {batch} images",
+        f"agree: same top-1 class as the teacher; ECE: expected calibration error; CPU ms: one forward pass of {batch} images",
         highlight=False,
     )
     if "distillation_gain_points" in summary:
