@@ -93,7 +93,7 @@ def test_unknown_key_suggests_the_full_path(tmp_path, capsys):
     recipe = tiny_recipe()
     recipe["distill"]["temprature"] = 2
     recipe["train"]["lr"] = "fast"
-    err = assert_user_error(capsys, ["distill", str(write_recipe(tmp_path, recipe))],
+    assert_user_error(capsys, ["distill", str(write_recipe(tmp_path, recipe))],
                             "2 problems", "distill.temprature", "did you mean 'distill.temperature'", "train.lr")
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from potstill.data import BatchLoader
+from potstill.models import count_parameters  # noqa: F401  (re-exported for the report)
 
 
 @torch.inference_mode()
@@ -46,10 +47,6 @@ def expected_calibration_error(logits: torch.Tensor, targets: torch.Tensor, bins
             share = in_bin.float().mean()
             ece += share * (correct[in_bin].mean() - confidence[in_bin].mean()).abs()
     return float(ece)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @torch.inference_mode()
