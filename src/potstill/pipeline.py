@@ -80,7 +80,9 @@ def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.M
 def build_terms(spec: DistillSpec, epochs: int) -> list[WeightedTerm]:
     """The distillation term of the recipe: its loss module, weight beta and schedule."""
     kwargs = dict(spec.loss_args)
-    if "temperature" in LOSSES.parameters(spec.loss) and "temperature" not in kwargs:
+    if spec.temperature is not None and "temperature" not in kwargs:
+        if "temperature" not in LOSSES.parameters(spec.loss):
+            raise PotstillError(f"distill.temperature is set but loss '{spec.loss}' takes no temperature; remove it")
         kwargs["temperature"] = spec.temperature
     LOSSES.check_kwargs(spec.loss, kwargs, where="distill.loss_args")
     loss = LOSSES.create(spec.loss, **kwargs)

@@ -91,7 +91,9 @@ class ScheduleSpec:
 @dataclass
 class DistillSpec:
     loss: str = option("kd", "registered distillation loss (`potstill list losses`)")
-    temperature: float = option(4.0, "softmax temperature T of the soft targets (losses that take one)", min=1e-6)
+    temperature: Optional[float] = option(
+        None, "softmax temperature T for losses that take one; null = the loss's paper default (kd: 4)", min=1e-6
+    )
     alpha: float = option(0.5, "weight of the hard-label cross-entropy", min=0.0)
     beta: float = option(0.5, "weight of the distillation loss", min=0.0)
     loss_args: dict[str, Any] = option(help="other constructor arguments of the loss, checked against its signature", factory=dict)

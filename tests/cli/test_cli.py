@@ -200,3 +200,15 @@ def test_demo_recipe_runs_end_to_end(tmp_path, capsys):
     assert code == 0, err
     assert "did distillation pay off?" in out and "student alone" in out and "distilled" in out
     assert re.search(r"student\s+2/2 loss", err)  # one progress line per epoch without a terminal
+
+
+@pytest.mark.parametrize("loss,temperature,expected", [("kd", None, 4.0), ("dist", None, 1.0), ("kd_standardized", 3.0, 3.0)])
+def test_temperature_defaults_to_the_losses_own(tmp_path, capsys, loss, temperature, expected):
+    from potstill import config
+    from potstill.pipeline import build_terms
+    from potstill.recipe import Recipe
+
+    recipe = tiny_recipe()
+    recipe["distill"] = {"loss": loss, **({"temperature": temperature} if temperature else {})}
+    terms = build_terms(config.validate(recipe, Recipe).distill, epochs=3)
+    assert terms[0].loss.temperature == expected

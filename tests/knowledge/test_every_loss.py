@@ -20,7 +20,8 @@ def small_net(seed: int, classes: int = 5) -> nn.Module:
 def test_loss_is_a_finite_scalar(name, batch_size, classes):
     loss = create_loss(name)
     student = torch.randn(batch_size, classes, requires_grad=True)
-    value = loss({"logits": student}, {"logits": torch.randn(batch_size, classes)}, {})
+    batch = {"target": torch.randint(0, classes, (batch_size,)), "index": torch.arange(batch_size)}
+    value = loss({"logits": student}, {"logits": torch.randn(batch_size, classes)}, batch)
     assert value.ndim == 0 and torch.isfinite(value)
     value.backward()
     assert student.grad is not None and torch.isfinite(student.grad).all()

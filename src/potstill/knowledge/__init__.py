@@ -5,7 +5,7 @@ unweighted scalar. Weights and schedules live in the recipe, never in the loss.
 """
 
 from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs
-from potstill.knowledge.response import kd  # noqa: F401  (registers the loss)
+from potstill.knowledge.response import dist, dkd, kd, logit_standard  # noqa: F401  (registers the losses)
 
 __all__ = ["LOSSES", "DistillationLoss", "Outputs", "create_loss"]
 
