@@ -26,12 +26,12 @@ from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.engine.task import Supervised, WeightedTerm
 from potstill.errors import PotstillError
-from potstill.knowledge import LOSSES
+from potstill.knowledge.wiring import build_terms, check_explicit_pairs, connect_terms
 from potstill.models import MODELS, create_model
-from potstill.recipe import DistillSpec, ModelSpec, Recipe, TrainSpec
+from potstill.recipe import ModelSpec, Recipe, TrainSpec
 from potstill.report import model_row, render_table, summarize
 from potstill.schedules import WeightSchedule
-from potstill.schemes import OfflineDistillation
+from potstill.schemes import OfflineDistillation, Preparation
 from potstill.workbench import Workbench, resolve_device
 
 
@@ -77,19 +77,6 @@ def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.M
     return model
 
 
-def build_terms(spec: DistillSpec, epochs: int) -> list[WeightedTerm]:
-    """The distillation term of the recipe: its loss module, weight beta and schedule."""
-    kwargs = dict(spec.loss_args)
-    if spec.temperature is not None and "temperature" not in kwargs:
-        if "temperature" not in LOSSES.parameters(spec.loss):
-            raise PotstillError(f"distill.temperature is set but loss '{spec.loss}' takes no temperature; remove it")
-        kwargs["temperature"] = spec.temperature
-    LOSSES.check_kwargs(spec.loss, kwargs, where="distill.loss_args")
-    loss = LOSSES.create(spec.loss, **kwargs)
-    schedule = WeightSchedule(**to_dict(spec.schedule), end_epoch=epochs)
-    return [WeightedTerm(spec.loss, loss, spec.beta, schedule)]
-
-
 def teacher_weights_file(path: str) -> Path:
     """A .safetensors file, or a run folder from `potstill train` / `potstill distill`."""
     location = Path(path)
@@ -118,18 +105,27 @@ class Runner:
             "device": str(self.bench.device), "threads": torch.get_num_threads(), "data": self.bench.splits.describe(),
         }
 
-    def stage(self, name: str, task, spec: TrainSpec) -> nn.Module:
+    def stage(self, name: str, task, spec: TrainSpec, evaluate=None) -> nn.Module:
         """Train a stage, or load it if a previous (resumed) run already finished it."""
-        finished = self.run.stage(name) / "model.safetensors"
-        if self.resume and finished.is_file():
-            tensors, _ = load_tensors(finished)
-            load_into(task.model, tensors, str(finished), name)
-            self.reporter.message(f"{name}: already finished, loaded {finished}")
+        if self.resume and self.load_finished(name, task):
             return task.model
         seed = self.recipe.seed
         torch.manual_seed(seed)
-        stage = Stage(name, task, spec, self.bench.train_loader(seed), self.bench.evaluate, seed, self.callbacks)
+        stage = Stage(name, task, spec, self.bench.train_loader(seed), evaluate or self.bench.evaluate, seed, self.callbacks)
         return fit(stage, self.run, self.reporter, resume=self.resume)
+
+    def load_finished(self, name: str, task) -> bool:
+        """Load a stage that a previous run finished; module.safetensors, when present, also holds
+        the stage's adapters and loss state."""
+        folder = self.run.stage(name)
+        if not (folder / "model.safetensors").is_file():
+            return False
+        whole = folder / "module.safetensors"
+        target, path = (task.module, whole) if whole.is_file() else (task.model, folder / "model.safetensors")
+        tensors, _ = load_tensors(path)
+        load_into(target, tensors, str(path), name)
+        self.reporter.message(f"{name}: already finished, loaded {path}")
+        return True
 
     def teacher(self) -> nn.Module:
         spec = self.recipe.teacher
@@ -160,15 +156,24 @@ class Runner:
         recipe = self.recipe
         self.run.write_json("run.json", self.describe())
         terms = build_terms(recipe.distill, recipe.train.epochs)  # fail on a bad loss before any training
-        teacher = teacher if teacher is not None else self.teacher()
         student_init = student if student is not None else self.student()
+        # fail on a misspelt layer before the teacher trains; the skeleton costs one constructor call
+        check_explicit_pairs(terms, student_init, teacher if teacher is not None else self.teacher_skeleton())
+        teacher = teacher if teacher is not None else self.teacher()
         models: list[tuple[str, nn.Module]] = [("teacher", teacher)]
         if recipe.distill.baseline:
             # the same budget as distillation + refinement, from the same initial weights
             budget = replace(recipe.train, epochs=recipe.train.epochs + recipe.refine.epochs)
             baseline = self.stage("baseline", Supervised(copy.deepcopy(student_init), recipe.train.label_smoothing), budget)
             models.append(("baseline", baseline))
-        task = OfflineDistillation(student_init, teacher, terms, recipe.distill.alpha, recipe.train.label_smoothing)
+        self.connect(terms, student_init, teacher)
+        self.prepare(terms, teacher)
+        main_terms = [term for term in terms if "main" in term.stages]
+        if recipe.distill.init_epochs > 0:
+            init_terms = [replace(term, schedule=WeightSchedule()) for term in terms if "init" in term.stages]
+            init_spec = replace(recipe.train, epochs=recipe.distill.init_epochs)
+            self.stage("init", OfflineDistillation(student_init, teacher, init_terms, alpha=0.0), init_spec)
+        task = OfflineDistillation(student_init, teacher, main_terms, recipe.distill.alpha, recipe.train.label_smoothing)
         distilled = self.stage("student", task, recipe.train)
         models.append(("student", distilled))
         if recipe.refine.epochs > 0:
@@ -176,6 +181,32 @@ class Runner:
             refined = copy.deepcopy(distilled)  # keep the distilled student's weights for the report
             models.append(("refine", self.stage("refine", Supervised(refined, recipe.train.label_smoothing), refine_spec)))
         return self.finish(models)
+
+    def teacher_skeleton(self) -> nn.Module:
+        spec = self.recipe.teacher
+        if spec is None:
+            raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
+        return build_model(spec.model, self.bench, "teacher", self.recipe.seed)
+
+    def connect(self, terms: list[WeightedTerm], student: nn.Module, teacher: nn.Module) -> None:
+        """Pair layers, build adapters from one dry run, and print what was matched."""
+        sample = next(iter(self.bench.train_loader(self.recipe.seed).batches(0)))["input"]
+        torch.manual_seed(self.recipe.seed)  # adapters start the same in a fresh and a resumed run
+        lines = connect_terms(
+            terms, student, teacher, sample, num_classes=self.bench.splits.num_classes,
+            num_samples=len(self.bench.splits.train.targets), adapters=self.recipe.distill.adapters,
+        )
+        for line in lines:
+            self.reporter.message(f"pairs  {line}")
+
+    def prepare(self, terms: list[WeightedTerm], teacher: nn.Module) -> None:
+        """Losses that pre-train their own modules on the teacher's outputs (FT's paraphraser)."""
+        epochs = max((term.loss.prepare_epochs for term in terms), default=0)
+        if epochs > 0:
+            task = Preparation(teacher, terms)
+            self.stage("prepare", task, replace(self.recipe.train, epochs=epochs), evaluate=lambda model: {})
+            for term in task.terms:
+                term.loss.finish_preparation()
 
     def finish(self, models: list[tuple[str, nn.Module]]) -> dict[str, Any]:
         self.models = dict(models)

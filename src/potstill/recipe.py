@@ -8,7 +8,7 @@ share one definition. `potstill.config.validate` checks a YAML mapping against t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 
 REQUIRED = object()  # marks a key a recipe must set
@@ -89,16 +89,65 @@ class ScheduleSpec:
 
 
 @dataclass
+class PairSpec:
+    student: str = option(REQUIRED, "student module name (`potstill list taps MODEL`); suffix :input taps its input")
+    teacher: str = option(REQUIRED, "teacher module name paired with it")
+
+
+Pairs = Union[Literal["auto", "stages", "last_stage", "middle_stage", "embedding"], list[PairSpec]]
+PAIRS_HELP = (
+    "layers the loss compares: a list of {student, teacher} module names, or auto (the loss's own choice: "
+    "stages, last_stage, middle_stage or embedding, paired by relative depth and printed at start-up)"
+)
+
+
+@dataclass
+class TermSpec:
+    loss: str = option(REQUIRED, "registered distillation loss (`potstill list losses`)")
+    weight: Optional[float] = option(None, "weight of this term; null = the loss's paper default", min=0.0)
+    temperature: Optional[float] = option(None, "softmax temperature for losses that take one; null = the loss's default", min=1e-6)
+    args: dict[str, Any] = option(help="other constructor arguments of the loss, checked against its signature", factory=dict)
+    schedule: ScheduleSpec = option(help="how the weight changes over epochs", factory=ScheduleSpec)
+    pairs: Pairs = option("auto", PAIRS_HELP)
+    stages: list[Literal["init", "main"]] = option(
+        help="stages the term is used in: main (distillation) and/or init (feature initialisation, distill.init_epochs)",
+        factory=lambda: ["main"],
+    )
+
+    def check(self) -> list[str]:
+        return [] if self.stages else ["stages: give at least one of init, main"]
+
+
+@dataclass
 class DistillSpec:
-    loss: str = option("kd", "registered distillation loss (`potstill list losses`)")
+    loss: Optional[str] = option("kd", "registered distillation loss (`potstill list losses`); null = only `terms`")
     temperature: Optional[float] = option(
         None, "softmax temperature T for losses that take one; null = the loss's paper default (kd: 4)", min=1e-6
     )
     alpha: float = option(0.5, "weight of the hard-label cross-entropy", min=0.0)
-    beta: float = option(0.5, "weight of the distillation loss", min=0.0)
+    beta: Optional[float] = option(0.5, "weight of the distillation loss; null = the loss's paper default", min=0.0)
     loss_args: dict[str, Any] = option(help="other constructor arguments of the loss, checked against its signature", factory=dict)
     schedule: ScheduleSpec = option(help="how beta changes over epochs", factory=ScheduleSpec)
+    pairs: Pairs = option("auto", PAIRS_HELP + " (feature and relation losses)")
+    terms: list[TermSpec] = option(
+        help="more loss terms, each with its own weight, schedule and layer pairs, added to `loss`", factory=list
+    )
+    adapters: bool = option(True, "learn a projection where paired student and teacher features differ in shape; false = error")
+    init_epochs: int = option(
+        0, "feature initialisation first (FitNets stage 1, AB, FSP): train the student on the terms with stages [init] alone", min=0
+    )
     baseline: bool = option(True, "also train the same student alone (same budget and seed) to measure the gain")
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.loss is None and not self.terms:
+            problems.append("loss: null leaves no distillation term; name a loss or add terms")
+        has_init = any("init" in term.stages for term in self.terms)
+        if self.init_epochs > 0 and not has_init:
+            problems.append("init_epochs: no term has stages [init]; add one, e.g. terms: [{loss: fitnet, stages: [init]}]")
+        if has_init and self.init_epochs == 0:
+            problems.append("terms: a term has stages [init] but init_epochs is 0; set init_epochs")
+        return problems
 
 
 @dataclass

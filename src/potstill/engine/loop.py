@@ -75,6 +75,9 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
     model_path = folder / "model.safetensors"
     header = {"stage": stage.name, "epochs": stage.spec.epochs}
     guarded(lambda: save_tensors(model_path, stage.task.model.state_dict(), header), model_path)
+    if module is not stage.task.model:  # adapters and loss state: saved with the run, not exported
+        module_path = folder / "module.safetensors"
+        guarded(lambda: save_tensors(module_path, module.state_dict(), header), module_path)
     return stage.task.model
 
 
@@ -97,8 +100,9 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
         scheduler.step()
         for name, term in result.terms.items():
             totals[name] = totals.get(name, 0.0) + float(term.detach())
-        correct += int((result.logits.argmax(dim=1) == batch["target"]).sum())
-        seen += len(batch["target"])
+        if result.logits is not None:
+            correct += int((result.logits.argmax(dim=1) == batch["target"]).sum())
+            seen += len(batch["target"])
         reporter.advance(f"loss {value:.4f}")
     steps = len(loader)
     return {
@@ -108,7 +112,7 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
         "terms": {name: total / steps for name, total in totals.items()},
         "weights": result.weights,
         "lr": optimizer.param_groups[0]["lr"],
-        "train_acc": correct / max(seen, 1),
+        "train_acc": correct / seen if seen else None,
         "time_s": round(time.perf_counter() - start, 3),
     }
 
@@ -126,6 +130,10 @@ def non_finite(stage: str, epoch: int, step: int, terms: dict[str, torch.Tensor]
     )
 
 
+def train_words(record: dict) -> str:
+    return "" if record["train_acc"] is None else f"train {100 * record['train_acc']:.2f}% "
+
+
 def describe(record: dict, epochs: int) -> str:
     """One short line per epoch, e.g. `student  3/20 loss 0.41 train 91.2% test 90.8% lr 1.9e-03 1.2s`."""
     held_out = " ".join(
@@ -133,5 +141,5 @@ def describe(record: dict, epochs: int) -> str:
     )
     return (
         f"{record['stage']:<8} {record['epoch']:>3}/{epochs} loss {record['loss']:.4f} "
-        f"train {100 * record['train_acc']:.2f}% {held_out} lr {record['lr']:.1e} {record['time_s']:.1f}s"
+        f"{train_words(record)}{held_out} lr {record['lr']:.1e} {record['time_s']:.1f}s"
     )

@@ -4,7 +4,7 @@ branches on a method's name, it sums the terms."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from potstill.schedules import WeightSchedule
 @dataclass
 class StepResult:
     terms: dict[str, torch.Tensor]  # weighted loss terms; the loop minimises their sum
-    logits: torch.Tensor  # (B, K) the trained model's logits, for training accuracy
+    logits: torch.Tensor | None  # (B, K) the trained model's logits, for training accuracy (None: no classifier trains)
     weights: dict[str, float]  # the weight each term had at this step (after its schedule)
 
 
@@ -60,12 +60,22 @@ class Supervised(Task):
 
 @dataclass
 class WeightedTerm:
-    """A loss module with its weight and schedule, as the recipe sets them."""
+    """A loss module with its weight and schedule, as the recipe sets them, and the tapped
+    layers it compares (filled in by `knowledge.wiring.connect_terms`)."""
 
     name: str
     loss: nn.Module
     weight: float
     schedule: WeightSchedule
+    pairs: object = "auto"  # the recipe's pairs: a pairing name or a list of PairSpec
+    stages: tuple[str, ...] = ("main",)
+    student_taps: list[str] = field(default_factory=list)
+    teacher_taps: list[str] = field(default_factory=list)
 
     def weight_at(self, progress: float) -> float:
         return self.weight * self.schedule.factor(progress)
+
+    def view(self, logits: torch.Tensor, features: dict[str, torch.Tensor], role: str) -> dict:
+        """What the loss sees of one model: its logits and its tapped features, pair-ordered."""
+        taps = self.student_taps if role == "student" else self.teacher_taps
+        return {"logits": logits, "features": [features[name] for name in taps]}

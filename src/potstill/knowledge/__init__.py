@@ -1,13 +1,24 @@
-"""Distillation losses, one file each, grouped by the kind of knowledge they transfer.
+"""Distillation losses, one file each, grouped by the kind of knowledge they transfer:
+response/ (logits), feature/ (intermediate layers), relation/ (relations between samples or layers).
 
 Every loss is an `nn.Module` registered in LOSSES; `forward(student, teacher, batch)` returns an
-unweighted scalar. Weights and schedules live in the recipe, never in the loss.
+unweighted scalar. Weights and schedules live in the recipe, never in the loss. Every module in
+the three family folders is imported here, so adding a loss is adding one file.
 """
 
-from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs
-from potstill.knowledge.response import dist, dkd, kd, logit_standard  # noqa: F401  (registers the losses)
+import importlib
+import pkgutil
 
-__all__ = ["LOSSES", "DistillationLoss", "Outputs", "create_loss"]
+from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, Probe
+
+FAMILIES = ("response", "feature", "relation")
+
+for _family in FAMILIES:
+    _package = importlib.import_module(f"{__name__}.{_family}")
+    for _module in pkgutil.iter_modules(_package.__path__):
+        importlib.import_module(f"{_package.__name__}.{_module.name}")  # registers its losses
+
+__all__ = ["LOSSES", "DistillationLoss", "Outputs", "Probe", "create_loss"]
 
 
 def create_loss(name: str, **kwargs) -> DistillationLoss:

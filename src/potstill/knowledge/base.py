@@ -2,15 +2,62 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from potstill.errors import PotstillError
 from potstill.registry import Registry
 
 LOSSES = Registry("loss")
 
-# A model's outputs for one batch: "logits" (B, K) always; later issues add tapped features.
-Outputs = dict[str, torch.Tensor]
+# A model's outputs for one batch, as a loss sees them:
+#   "logits"   (B, K), always;
+#   "features" a list of tapped tensors, one per layer pair of the term (student and teacher
+#              lists are aligned: features[i] of both come from pair i), for feature and relation losses.
+Outputs = dict
+
+# Which layers an automatic pairing (`pairs: auto`) gives a loss:
+#   none          logits only
+#   stages        every stage end, paired by relative depth
+#   last_stage    the deepest stage end (the last feature map)
+#   middle_stage  one stage end in the middle (FitNets' hint/guided layers)
+#   embedding     the input of the classifier (the penultimate feature vector)
+PAIRINGS = ("none", "stages", "last_stage", "middle_stage", "embedding")
+
+
+@dataclass
+class Probe:
+    """What one dry-run forward pass (eval mode, no gradients) showed a loss before training:
+    example features of each paired layer, their names, and facts about the data. A loss builds
+    its adapters and buffers from it in `setup`."""
+
+    loss: str  # the registered name, for messages
+    student: list[torch.Tensor]  # example features, aligned with `teacher`
+    teacher: list[torch.Tensor]
+    student_names: list[str]
+    teacher_names: list[str]
+    num_classes: int
+    num_samples: int  # training-set size: memory banks are keyed by sample index
+    adapters: bool = True  # False: shapes that need a learned projection are an error
+
+    def label(self, index: int) -> str:
+        """'student layer2 (32, 7, 7) -> teacher layer3 (64, 7, 7)' for messages."""
+        s, t = self.student[index], self.teacher[index]
+        return (
+            f"student {self.student_names[index]} {tuple(s.shape[1:])} -> "
+            f"teacher {self.teacher_names[index]} {tuple(t.shape[1:])}"
+        )
+
+    def require_maps(self, index: int) -> None:
+        """Feature-map losses need (B, C, H, W) tensors from both models."""
+        if self.student[index].ndim != 4 or self.teacher[index].ndim != 4:
+            raise PotstillError(
+                f"loss '{self.loss}' needs feature maps (B, C, H, W) from both models, got {self.label(index)}; "
+                "pair convolutional layers (`potstill list taps MODEL` shows each layer's shape)"
+            )
 
 
 class DistillationLoss(nn.Module):
@@ -18,8 +65,41 @@ class DistillationLoss(nn.Module):
 
     `teacher` outputs arrive already detached (computed under inference mode), so a loss can
     never push gradients into a frozen teacher. Any learned projection a loss needs is a
-    submodule of it, so it trains with the student.
+    submodule of it, built in `setup` from the shapes of a dry run, so it trains and is
+    checkpointed with the student and is left out of the exported student.
     """
+
+    kind: ClassVar[str] = "response"  # response | feature | relation (knowledge kinds, for docs and listing)
+    pairing: ClassVar[str] = "none"  # what `pairs: auto` picks, one of PAIRINGS
+    needs_teacher: ClassVar[bool] = True  # False for a virtual teacher (label smoothing as KD)
+    default_weight: ClassVar[float] = 1.0  # the paper's weight, used when the recipe leaves the weight null
+    min_pairs: ClassVar[int] = 1  # layer pairs the loss needs (FSP: 2, a matrix between two layers)
+
+    def setup(self, probe: Probe) -> None:
+        """Build adapters and buffers from a dry run; called once before training."""
+
+    prepare_epochs: int = 0  # > 0: the loss pre-trains its own modules on teacher outputs first
+
+    def preparation_loss(self, teacher: Outputs) -> torch.Tensor:
+        """The objective of the preparation stage (e.g. FT's paraphraser reconstruction)."""
+        raise NotImplementedError
+
+    def finish_preparation(self) -> None:
+        """Called after the preparation stage (e.g. to freeze what was prepared)."""
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+
+def check_positive(loss: str, **values: float) -> None:
+    """Hyperparameters that must be > 0."""
+    bad = [f"{name}={value}" for name, value in values.items() if not value > 0]
+    if bad:
+        raise PotstillError(f"loss '{loss}' needs {', '.join(values)} > 0, got {', '.join(bad)}")
+
+
+def check_non_negative(loss: str, **values: float) -> None:
+    """Hyperparameters that must be >= 0 (weights inside a loss)."""
+    bad = [f"{name}={value}" for name, value in values.items() if not value >= 0]
+    if bad:
+        raise PotstillError(f"loss '{loss}' needs {', '.join(values)} >= 0, got {', '.join(bad)}")

@@ -1,6 +1,8 @@
 """Offline distillation: a frozen, pre-trained teacher in eval mode teaches a student.
 
     L = alpha * CE(student, labels) + sum_i  w_i(epoch) * L_i(student, teacher, batch)
+
+Each term L_i sees the logits and its own tapped layers of both models (`WeightedTerm.view`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from torch import nn
 
 from potstill.data.loader import Batch
 from potstill.engine.task import StepResult, Task, WeightedTerm, hard_label_loss
+from potstill.taps import Taps
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -18,6 +21,21 @@ def freeze(model: nn.Module) -> nn.Module:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model
+
+
+def tapped(terms: list[WeightedTerm], role: str) -> list[str]:
+    """Every layer some term taps on one model, each once."""
+    names = [name for term in terms for name in (term.student_taps if role == "student" else term.teacher_taps)]
+    return list(dict.fromkeys(names))
+
+
+def frozen_forward(teacher: nn.Module, taps: Taps, inputs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The teacher's logits and tapped features, never tracked by autograd."""
+    teacher.eval()  # the loop calls module.train(); the teacher is not part of it
+    with torch.inference_mode(), taps.capture() as features:
+        logits = teacher(inputs)
+    # clone() outside inference mode makes normal tensors that autograd may save for backward
+    return logits.clone(), {name: value.clone() for name, value in features.items()}
 
 
 class OfflineDistillation(Task):
@@ -33,6 +51,8 @@ class OfflineDistillation(Task):
         self.terms = terms
         self.alpha = alpha
         self.label_smoothing = label_smoothing
+        self.student_taps = Taps(student, tapped(terms, "student"), "student")
+        self.teacher_taps = Taps(teacher, tapped(terms, "teacher"), "teacher")
         # Loss modules live beside the student so their adapters train and are checkpointed with it.
         self.module = nn.ModuleDict({"student": student, "losses": nn.ModuleDict({t.name: t.loss for t in terms})})
 
@@ -40,21 +60,20 @@ class OfflineDistillation(Task):
     def model(self) -> nn.Module:
         return self.module["student"]
 
-    def teacher_outputs(self, batch: Batch) -> dict[str, torch.Tensor]:
-        self.teacher.eval()  # the loop calls module.train(); the teacher is not part of it
-        with torch.inference_mode():
-            logits = self.teacher(batch["input"])
-        # clone() outside inference mode makes a normal tensor that autograd may save for backward
-        return {"logits": logits.clone()}
+    def teacher_outputs(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return frozen_forward(self.teacher, self.teacher_taps, batch["input"])
 
     def step(self, batch: Batch, progress: float) -> StepResult:
         weights = {"ce": self.alpha} | {term.name: term.weight_at(progress) for term in self.terms}
         active = [term for term in self.terms if weights[term.name] > 0]
         # a switched-off term costs nothing: no teacher pass once early-stopped KD has ended
-        teacher = self.teacher_outputs(batch) if active else {}
-        logits = self.model(batch["input"])
-        student = {"logits": logits}
+        needs_teacher = any(type(term.loss).needs_teacher for term in active)
+        teacher_logits, teacher_features = self.teacher_outputs(batch) if needs_teacher else (None, {})
+        with self.student_taps.capture() as student_features:
+            logits = self.model(batch["input"])
         terms = {"ce": self.alpha * hard_label_loss(logits, batch["target"], self.label_smoothing)}
         for term in active:
+            student = term.view(logits, student_features, "student")
+            teacher = term.view(teacher_logits, teacher_features, "teacher")
             terms[term.name] = weights[term.name] * term.loss(student, teacher, batch)
         return StepResult(terms, logits, weights)

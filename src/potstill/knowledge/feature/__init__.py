@@ -1,0 +1,1 @@
+"""Feature-based knowledge: intermediate feature maps, hints and attention maps."""

@@ -1,0 +1,1 @@
+"""Relation-based knowledge: relations between samples and between layers."""

@@ -1,0 +1,183 @@
+"""Taps: capture intermediate outputs of any nn.Module by module name, with forward hooks.
+
+    taps = Taps(model, ["layer2", "fc:input"], role="student")   # names checked up front
+    with taps.capture() as features:
+        logits = model(images)
+    features["layer2"]        # (B, C, H, W), the output of model.layer2
+    features["fc:input"]      # (B, D), the input of model.fc (the embedding)
+
+Users never edit their models. A name is a key of `model.named_modules()`; the suffix `:input`
+taps what goes into that module instead of what comes out. Hooks exist only inside `capture()`,
+so a copied or exported model carries none.
+"""
+
+from __future__ import annotations
+
+import difflib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from potstill.errors import PotstillError
+
+INPUT_SUFFIX = ":input"
+
+
+def split_tap(name: str) -> tuple[str, bool]:
+    """'fc:input' -> ('fc', True); 'layer2' -> ('layer2', False)."""
+    if name.endswith(INPUT_SUFFIX):
+        return name[: -len(INPUT_SUFFIX)], True
+    return name, False
+
+
+def check_tap_names(model: nn.Module, names: list[str], role: str) -> None:
+    """Raise one PotstillError naming every tap that is not a module of `model`."""
+    modules = [name for name, _ in model.named_modules() if name]
+    problems = []
+    for tap in names:
+        module, _ = split_tap(tap)
+        if module not in modules:
+            close = _near(module, modules)
+            hint = f"nearest: {', '.join(close)}" if close else f"modules: {', '.join(modules[:12])}"
+            problems.append(f"'{tap}' ({hint})")
+    if problems:
+        raise PotstillError(
+            f"{role} has no module named {'; '.join(problems)}; `potstill list taps MODEL` prints every tappable name"
+        )
+
+
+def _near(word: str, modules: list[str]) -> list[str]:
+    """Up to three module names close to `word`, closest first."""
+    return difflib.get_close_matches(word, modules, n=3, cutoff=0.5)
+
+
+def _first_tensor(value: object) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], torch.Tensor):
+        return value[0]
+    return None
+
+
+class Taps:
+    """Named forward hooks on one model; `capture()` yields the dict they fill on each forward."""
+
+    def __init__(self, model: nn.Module, names: list[str], role: str) -> None:
+        check_tap_names(model, names, role)
+        self.model, self.names, self.role = model, list(dict.fromkeys(names)), role
+
+    @contextmanager
+    def capture(self) -> Iterator[dict[str, torch.Tensor]]:
+        features: dict[str, torch.Tensor] = {}
+        modules = dict(self.model.named_modules())
+        handles = []
+        for tap in self.names:
+            module, wants_input = split_tap(tap)
+            handles.append(_hook(modules[module], tap, wants_input, features))
+        try:
+            yield features
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.check_fired(features)
+
+    def check_fired(self, features: dict[str, torch.Tensor]) -> None:
+        missing = [tap for tap in self.names if tap not in features]
+        if missing:
+            raise PotstillError(
+                f"{self.role} tap {', '.join(repr(m) for m in missing)} never ran in the forward pass (the module exists "
+                "but forward() does not call it, or it returns no tensor); tap a module that forward() uses"
+            )
+
+
+def _hook(module: nn.Module, tap: str, wants_input: bool, store: dict[str, torch.Tensor]):
+    if wants_input:
+        def pre_hook(_module, inputs):
+            tensor = _first_tensor(inputs)
+            if tensor is not None:
+                store[tap] = tensor
+
+        return module.register_forward_pre_hook(pre_hook)
+
+    def hook(_module, _inputs, output):
+        tensor = _first_tensor(output)
+        if tensor is not None:
+            store[tap] = tensor
+
+    return module.register_forward_hook(hook)
+
+
+# ---- dry runs: what a model exposes, and which layers pair by depth ----------------------------
+
+
+@dataclass
+class TapInfo:
+    name: str
+    shape: tuple[int, ...]  # output shape for one dry-run batch
+    depth: int  # nesting level: 1 = a direct child of the model
+    order: int  # position in execution order
+
+
+def dry_run(model: nn.Module, sample: torch.Tensor) -> tuple[list[TapInfo], torch.Tensor]:
+    """Every named module's output shape, in execution order, from one forward pass in eval mode
+    (no BatchNorm statistics change, no gradients); also returns the logits."""
+    infos: list[TapInfo] = []
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def hook(_module, _inputs, output, name=name):
+            tensor = _first_tensor(output)
+            if tensor is not None and not any(i.name == name for i in infos):
+                infos.append(TapInfo(name, tuple(tensor.shape), name.count(".") + 1, len(infos)))
+
+        handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(sample)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return infos, logits
+
+
+def embedding_tap(model: nn.Module, infos: list[TapInfo]) -> str:
+    """The input of the last Linear that produces the logits: the penultimate embedding."""
+    modules = dict(model.named_modules())
+    for info in reversed(infos):
+        if isinstance(modules[info.name], nn.Linear):
+            return info.name + INPUT_SUFFIX
+    raise PotstillError(
+        f"cannot find the embedding of {type(model).__name__}: no nn.Linear produces its logits; "
+        "pair layers explicitly (distill.pairs: [{student: ..., teacher: ...}])"
+    )
+
+
+def stage_taps(model: nn.Module, infos: list[TapInfo]) -> list[str]:
+    """Stage ends: among the model's direct children, the last one at each spatial resolution
+    (conv nets); for a net without feature maps, its hidden blocks (children with parameters,
+    the classifier excluded)."""
+    children = [i for i in infos if i.depth == 1]
+    maps = [i for i in children if len(i.shape) == 4]
+    if maps:
+        ends = [i for k, i in enumerate(maps) if k + 1 == len(maps) or maps[k + 1].shape[2:] != i.shape[2:]]
+        return [i.name for i in ends]
+    modules = dict(model.named_modules())
+    hidden = [i for i in children[:-1] if len(i.shape) == 2 and any(True for _ in modules[i.name].parameters())]
+    return [i.name for i in hidden]
+
+
+def pair_by_depth(student: list[str], teacher: list[str]) -> list[tuple[str, str]]:
+    """Pair k = min(len) layers at the same relative depth; the deepest layers always pair."""
+    count = min(len(student), len(teacher))
+    if count == 0:
+        return []
+    pick = lambda names, i: names[-(-(i * len(names)) // count) - 1]  # noqa: E731  ceil(i*n/k) - 1
+    return [(pick(student, i), pick(teacher, i)) for i in range(1, count + 1)]
