@@ -32,6 +32,7 @@ bench: install
 
 docs: install
 	$(BIN)/python -m potstill.cli.docs > docs/recipes.md
+	$(BIN)/python -m potstill.cli.docs losses > docs/losses.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

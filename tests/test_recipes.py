@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from potstill import config
-from potstill.cli.docs import render
+from potstill.cli.docs import render, render_losses
 from potstill.data import DATASETS
-from potstill.knowledge import LOSSES
+from potstill.knowledge.wiring import build_terms
 from potstill.models import MODELS
 from potstill.recipe import Recipe
 
@@ -27,8 +27,12 @@ def test_recipe_is_valid(path):
     for spec, role in ((recipe.teacher.model if recipe.teacher else None, "teacher"), (recipe.student, "student")):
         if spec is not None:
             MODELS.check_kwargs(spec.name, spec.args, where=f"{role}.args")
-    LOSSES.check_kwargs(recipe.distill.loss, recipe.distill.loss_args)
+    build_terms(recipe.distill, recipe.train.epochs)  # every term's loss, arguments and pairs
 
 
 def test_recipe_reference_is_current():
     assert (ROOT / "docs" / "recipes.md").read_text() == render(), "run `make docs` to regenerate docs/recipes.md"
+
+
+def test_loss_reference_is_current():
+    assert (ROOT / "docs" / "losses.md").read_text() == render_losses(), "run `make docs` to regenerate docs/losses.md"

@@ -7,13 +7,22 @@
 
 __version__ = "0.1.0"
 
-from potstill.errors import PotstillError  # noqa: E402
-from potstill.api import DistillResult, distill, train  # noqa: E402
-from potstill.data import ArrayData, load_dataset  # noqa: E402
-from potstill.knowledge import LOSSES, create_loss  # noqa: E402
-from potstill.models import MODELS, create_model  # noqa: E402
+from potstill.api import DistillResult, distill, train
+from potstill.data import ArrayData, load_dataset
+from potstill.errors import PotstillError
+from potstill.knowledge import LOSSES, create_loss
+from potstill.models import MODELS, create_model
 
 __all__ = [
-    "ArrayData", "DistillResult", "LOSSES", "MODELS", "PotstillError", "__version__",
-    "create_loss", "create_model", "distill", "load_dataset", "train",
+    "LOSSES",
+    "MODELS",
+    "ArrayData",
+    "DistillResult",
+    "PotstillError",
+    "__version__",
+    "create_loss",
+    "create_model",
+    "distill",
+    "load_dataset",
+    "train",
 ]

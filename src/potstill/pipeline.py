@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 from potstill import __version__
-from potstill.config import to_dict
 from potstill.data import DATASETS, load_dataset
 from potstill.engine.checkpoint import load_into, load_tensors
 from potstill.engine.loop import Callback, Stage, fit
@@ -39,7 +38,7 @@ def open_workbench(recipe: Recipe) -> Workbench:
     spec = recipe.data
     splits = load_dataset(
         spec.name, root=spec.root, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
-        train_size=spec.train_size, seed=spec.split_seed, args=spec.args,
+        train_size=spec.train_size, seed=spec.split_seed, args=spec.args, test_size=spec.test_size,
     )
     return Workbench(splits, spec, resolve_device(recipe.device))
 
@@ -56,16 +55,22 @@ def preflight(recipe: Recipe, command: str) -> None:
     """Check every name and argument the recipe uses before any data is read or model trained."""
     DATASETS.get(recipe.data.name)
     DATASETS.check_kwargs(recipe.data.name, recipe.data.args, where="data.args")
-    if recipe.teacher is None:
+    terms = build_terms(recipe.distill, recipe.train.epochs) if command == "distill" else []
+    if recipe.teacher is None and (command == "train" or needs_teacher(terms)):
         raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
-    check_model_spec(recipe.teacher.model, "teacher")
-    if recipe.teacher.checkpoint is not None and command == "distill":
-        teacher_weights_file(recipe.teacher.checkpoint)
+    if recipe.teacher is not None:
+        check_model_spec(recipe.teacher.model, "teacher")
+        if recipe.teacher.checkpoint is not None and command == "distill":
+            teacher_weights_file(recipe.teacher.checkpoint)
+    if command == "distill" and recipe.student is None:
+        raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
     if command == "distill":
-        if recipe.student is None:
-            raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
         check_model_spec(recipe.student, "student")
-        build_terms(recipe.distill, recipe.train.epochs)
+
+
+def needs_teacher(terms: list[WeightedTerm]) -> bool:
+    """False when every term has a virtual teacher (label smoothing as KD): no teacher section needed."""
+    return any(type(term.loss).needs_teacher for term in terms)
 
 
 def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.Module:
@@ -157,17 +162,20 @@ class Runner:
         self.run.write_json("run.json", self.describe())
         terms = build_terms(recipe.distill, recipe.train.epochs)  # fail on a bad loss before any training
         student_init = student if student is not None else self.student()
-        # fail on a misspelt layer before the teacher trains; the skeleton costs one constructor call
-        check_explicit_pairs(terms, student_init, teacher if teacher is not None else self.teacher_skeleton())
-        teacher = teacher if teacher is not None else self.teacher()
-        models: list[tuple[str, nn.Module]] = [("teacher", teacher)]
+        teacher_free = teacher is None and recipe.teacher is None and not needs_teacher(terms)
+        if not teacher_free:
+            # fail on a misspelt layer before the teacher trains; the skeleton costs one constructor call
+            check_explicit_pairs(terms, student_init, teacher if teacher is not None else self.teacher_skeleton())
+            teacher = teacher if teacher is not None else self.teacher()
+        models: list[tuple[str, nn.Module]] = [] if teacher_free else [("teacher", teacher)]
         if recipe.distill.baseline:
             # the same budget as distillation + refinement, from the same initial weights
             budget = replace(recipe.train, epochs=recipe.train.epochs + recipe.refine.epochs)
             baseline = self.stage("baseline", Supervised(copy.deepcopy(student_init), recipe.train.label_smoothing), budget)
             models.append(("baseline", baseline))
-        self.connect(terms, student_init, teacher)
-        self.prepare(terms, teacher)
+        if not teacher_free:
+            self.connect(terms, student_init, teacher)
+            self.prepare(terms, teacher)
         main_terms = [term for term in terms if "main" in term.stages]
         if recipe.distill.init_epochs > 0:
             init_terms = [replace(term, schedule=WeightSchedule()) for term in terms if "init" in term.stages]

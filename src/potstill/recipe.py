@@ -32,6 +32,7 @@ class DataSpec:
     val_fraction: float = option(0.0, "fraction of the training split held out for validation (stratified)", min=0.0, max=0.9)
     test_fraction: float = option(0.2, "fraction held out as test when the dataset has no official test split", min=0.05, max=0.9)
     train_size: Optional[int] = option(None, "train on a random subset of this many images (null = all)", min=1)
+    test_size: Optional[int] = option(None, "evaluate on a random subset of this many test images (null = all; quick runs only)", min=1)
     split_seed: int = option(0, "seed of the held-out splits and subset (fixed across run seeds so all seeds share one test set)")
     batch_size: int = option(128, "training batch size", min=1)
     eval_batch_size: int = option(1000, "batch size for evaluation", min=1)

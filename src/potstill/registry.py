@@ -14,7 +14,8 @@ PotstillError that suggests the nearest valid name.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from potstill.errors import PotstillError, did_you_mean
 

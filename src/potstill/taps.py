@@ -14,9 +14,9 @@ so a copied or exported model carries none.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -122,20 +122,26 @@ class TapInfo:
 
 
 def dry_run(model: nn.Module, sample: torch.Tensor) -> tuple[list[TapInfo], torch.Tensor]:
-    """Every named module's output shape, in execution order, from one forward pass in eval mode
-    (no BatchNorm statistics change, no gradients); also returns the logits."""
-    infos: list[TapInfo] = []
+    """Every named module that ran, in the order it was entered (a parent before its children),
+    with its output shape, from one forward pass in eval mode (no BatchNorm statistics change,
+    no gradients); also returns the logits."""
+    entered: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
     handles = []
     for name, module in model.named_modules():
         if not name:
             continue
 
+        def pre_hook(_module, _inputs, name=name):
+            if name not in entered:
+                entered.append(name)
+
         def hook(_module, _inputs, output, name=name):
             tensor = _first_tensor(output)
-            if tensor is not None and not any(i.name == name for i in infos):
-                infos.append(TapInfo(name, tuple(tensor.shape), name.count(".") + 1, len(infos)))
+            if tensor is not None and name not in shapes:
+                shapes[name] = tuple(tensor.shape)
 
-        handles.append(module.register_forward_hook(hook))
+        handles += [module.register_forward_pre_hook(pre_hook), module.register_forward_hook(hook)]
     was_training = model.training
     model.eval()
     try:
@@ -145,6 +151,8 @@ def dry_run(model: nn.Module, sample: torch.Tensor) -> tuple[list[TapInfo], torc
         model.train(was_training)
         for handle in handles:
             handle.remove()
+    names = [name for name in entered if name in shapes]
+    infos = [TapInfo(name, shapes[name], name.count(".") + 1, order) for order, name in enumerate(names)]
     return infos, logits
 
 
@@ -161,17 +169,17 @@ def embedding_tap(model: nn.Module, infos: list[TapInfo]) -> str:
 
 
 def stage_taps(model: nn.Module, infos: list[TapInfo]) -> list[str]:
-    """Stage ends: among the model's direct children, the last one at each spatial resolution
-    (conv nets); for a net without feature maps, its hidden blocks (children with parameters,
-    the classifier excluded)."""
-    children = [i for i in infos if i.depth == 1]
+    """Stage ends: among the model's direct children that have parameters, the last one at each
+    spatial resolution (conv nets); for a net without feature maps, its hidden blocks (the
+    classifier excluded)."""
+    modules = dict(model.named_modules())
+    # parameter-free children (pooling, dropout, activations) end no stage
+    children = [i for i in infos if i.depth == 1 and any(True for _ in modules[i.name].parameters())]
     maps = [i for i in children if len(i.shape) == 4]
     if maps:
         ends = [i for k, i in enumerate(maps) if k + 1 == len(maps) or maps[k + 1].shape[2:] != i.shape[2:]]
         return [i.name for i in ends]
-    modules = dict(model.named_modules())
-    hidden = [i for i in children[:-1] if len(i.shape) == 2 and any(True for _ in modules[i.name].parameters())]
-    return [i.name for i in hidden]
+    return [i.name for i in children[:-1] if len(i.shape) == 2]
 
 
 def pair_by_depth(student: list[str], teacher: list[str]) -> list[tuple[str, str]]:
@@ -179,5 +187,5 @@ def pair_by_depth(student: list[str], teacher: list[str]) -> list[tuple[str, str
     count = min(len(student), len(teacher))
     if count == 0:
         return []
-    pick = lambda names, i: names[-(-(i * len(names)) // count) - 1]  # noqa: E731  ceil(i*n/k) - 1
+    pick = lambda names, i: names[-(-(i * len(names)) // count) - 1]
     return [(pick(student, i), pick(teacher, i)) for i in range(1, count + 1)]

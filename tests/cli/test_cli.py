@@ -56,7 +56,7 @@ def test_distill_writes_a_complete_run(finished_run):
 
 def test_baseline_gets_the_same_budget_including_refinement(finished_run):
     records = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
-    epochs = lambda stage: max(r["epoch"] for r in records if r["stage"] == stage)  # noqa: E731
+    epochs = lambda stage: max(r["epoch"] for r in records if r["stage"] == stage)
     assert epochs("baseline") == epochs("student") + epochs("refine")
 
 

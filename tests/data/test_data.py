@@ -114,7 +114,7 @@ def test_flip_is_per_sample_and_reproducible():
 
 def test_loader_batches_depend_only_on_seed_and_epoch():
     splits = load_dataset("synthetic")
-    make = lambda: BatchLoader(splits.train, 100, mean=splits.mean, std=splits.std,  # noqa: E731
+    make = lambda: BatchLoader(splits.train, 100, mean=splits.mean, std=splits.std,
                                augment=Augment(True, 2), shuffle=True, seed=3)
     a, b = list(make().batches(4)), list(make().batches(4))
     assert all(torch.equal(x["input"], y["input"]) and torch.equal(x["index"], y["index"]) for x, y in zip(a, b))

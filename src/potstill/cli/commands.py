@@ -5,23 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
 import yaml
 from rich.console import Console
 from rich.table import Table
-
-from potstill import config
 from torch import nn
 
+from potstill import config
+from potstill.data import DATASETS
 from potstill.engine.checkpoint import atomic_write, guarded, load_into, load_tensors
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES
-from potstill.data import DATASETS
-from potstill.models import MODELS
+from potstill.models import MODELS, create_model
 from potstill.pipeline import Runner, build_model, open_workbench, preflight, print_summary
 from potstill.recipe import Recipe
 from potstill.report import model_row, render_table, summarize
+from potstill.taps import dry_run, embedding_tap, stage_taps
 
 
 def resolve_recipe(args: argparse.Namespace) -> tuple[Recipe, RunDir]:
@@ -114,11 +115,42 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "taps":
+        return list_taps(args)
     registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS}[args.what]
     table = Table(title=f"registered {args.what}")
     table.add_column("name")
+    if args.what == "losses":
+        table.add_column("kind")
+        table.add_column("pairs: auto")
     table.add_column("description")
     for name in registry.names():
-        table.add_row(name, registry.describe(name))
+        extra = [LOSSES.get(name).kind, LOSSES.get(name).pairing] if args.what == "losses" else []
+        table.add_row(name, *extra, registry.describe(name))
     Console().print(table)
+    return 0
+
+
+def list_taps(args: argparse.Namespace) -> int:
+    """Every module of a model in execution order, with its output shape for one dry run, and
+    what automatic pairing picks (stage ends and the embedding)."""
+    if not args.model:
+        raise PotstillError(f"give a model: potstill list taps MODEL (registered: {', '.join(MODELS.names())})")
+    model_args = yaml.safe_load(args.model_args)
+    if not isinstance(model_args, dict):
+        raise PotstillError(f"--args must be a YAML mapping such as '{{channels: [16, 32]}}', got {args.model_args!r}")
+    MODELS.check_kwargs(args.model, model_args, where="--args")
+    model = create_model(args.model, input_shape=args.input_shape, num_classes=args.num_classes, **model_args)
+    infos, _ = dry_run(model, torch.zeros(2, *args.input_shape))
+    stages = stage_taps(model, infos)
+    embedding = embedding_tap(model, infos)
+    table = Table(title=f"{args.model} on input (B, {', '.join(map(str, args.input_shape))}): tappable modules")
+    for column in ("name", "module", "output shape", "automatic pairing"):
+        table.add_column(column)
+    modules = dict(model.named_modules())
+    for info in infos:
+        role = f"stage end {stages.index(info.name) + 1}" if info.name in stages else ""
+        table.add_row("  " * (info.depth - 1) + info.name, type(modules[info.name]).__name__, str(("B", *info.shape[1:])), role)
+    Console().print(table)
+    print(f"embedding (pairs: embedding): {embedding}; append :input to any name to tap what enters that module")
     return 0

@@ -1,11 +1,16 @@
-"""Print docs/recipes.md: the reference of every recipe key, generated from the schema.
+"""Print the generated references (make docs; tests check both are current):
 
-    python -m potstill.cli.docs > docs/recipes.md      (make docs; a test checks it is current)
+    python -m potstill.cli.docs > docs/recipes.md          every recipe key, from the schema
+    python -m potstill.cli.docs losses > docs/losses.md    every loss, from the registry and docstrings
 """
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 from potstill.config import reference
+from potstill.knowledge import FAMILIES, LOSSES
 from potstill.recipe import Recipe
 
 INTRO = """# Recipe reference
@@ -27,9 +32,38 @@ but `2.0e-3` is the portable spelling.
 """
 
 
+LOSSES_INTRO = """# Loss reference
+
+Every registered distillation loss, generated from the registry and each loss's docstring
+(`make docs`). `kind` is the knowledge it transfers; `pairs: auto` is the layers an automatic
+pairing gives it (see docs/guide.md, "Feature and relation losses"); `default weight` is the
+paper's weight, used when a recipe leaves `beta` (or a term's `weight`) null. Hyperparameters are
+the constructor's arguments, set in `distill.loss_args` or a term's `args`.
+"""
+
+
+def loss_section(name: str) -> str:
+    loss = LOSSES.get(name)
+    arguments = [f"`{key}` = {param.default!r}" for key, param in LOSSES.parameters(name).items()]
+    facts = (
+        f"kind **{loss.kind}** · pairs: auto → `{loss.pairing}` · default weight {loss.default_weight:g}"
+        + ("" if loss.needs_teacher else " · no teacher needed")
+    )
+    docstring = inspect.cleandoc(sys.modules[loss.__module__].__doc__ or "")
+    return (
+        f"## `{name}`\n\n{facts}\n\nhyperparameters: {', '.join(arguments) or 'none'}\n\n"
+        f"```text\n{docstring}\n```\n"
+    )
+
+
+def render_losses() -> str:
+    ordered = sorted(LOSSES.names(), key=lambda name: (FAMILIES.index(LOSSES.get(name).kind), name))
+    return LOSSES_INTRO + "\n" + "\n".join(loss_section(name) for name in ordered)
+
+
 def render() -> str:
     return INTRO + "\n" + reference(Recipe)
 
 
 if __name__ == "__main__":
-    print(render(), end="")
+    print(render_losses() if sys.argv[1:] == ["losses"] else render(), end="")

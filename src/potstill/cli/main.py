@@ -5,6 +5,7 @@
     potstill distill --resume RUN                continue a killed run where it stopped
     potstill eval    RUN                         re-measure a finished run's models
     potstill list    models|losses|datasets      what is registered
+    potstill list    taps MODEL                  a model's layers, output shapes and automatic pairing
 
 User errors print one line and exit 2; --debug shows the traceback.
 """
@@ -44,8 +45,17 @@ def parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", parents=[common], help="re-evaluate a finished run's models")
     evaluate.add_argument("run", help="run folder")
     evaluate.set_defaults(handler=cmd_eval)
-    listing = commands.add_parser("list", parents=[common], help="list registered models, losses or datasets")
-    listing.add_argument("what", choices=["models", "losses", "datasets"])
+    listing = commands.add_parser(
+        "list", parents=[common], help="list registered models, losses or datasets, or a model's tappable layers",
+        description="list models|losses|datasets, or `list taps MODEL`: every module of MODEL with its output shape",
+    )
+    listing.add_argument("what", choices=["models", "losses", "datasets", "taps"])
+    listing.add_argument("model", nargs="?", help="for `taps`: the registered model")
+    listing.add_argument("--input-shape", type=int, nargs=3, default=[1, 28, 28], metavar=("C", "H", "W"),
+                         help="for `taps`: input shape of the dry run (default 1 28 28)")
+    listing.add_argument("--num-classes", type=int, default=10, help="for `taps`: number of classes (default 10)")
+    listing.add_argument("--args", dest="model_args", default="{}", metavar="YAML",
+                         help="for `taps`: model arguments as a YAML mapping, e.g. --args '{channels: [16, 32]}'")
     listing.set_defaults(handler=cmd_list)
     return main
 

@@ -12,7 +12,7 @@ from potstill.data.loader import Augment, BatchLoader
 from potstill.data.registry import DATASETS, RawData
 from potstill.errors import PotstillError
 
-__all__ = ["ArrayData", "Augment", "BatchLoader", "DATASETS", "DataSplits", "load_dataset", "make_splits"]
+__all__ = ["DATASETS", "ArrayData", "Augment", "BatchLoader", "DataSplits", "load_dataset", "make_splits"]
 
 
 def load_dataset(
@@ -24,12 +24,14 @@ def load_dataset(
     train_size: int | None = None,
     seed: int = 0,
     args: dict[str, Any] | None = None,
+    test_size: int | None = None,
 ) -> DataSplits:
     """Read a registered dataset and split it.
 
     The official test split is used when the dataset has one; otherwise `test_fraction` of the
     data is held out (stratified, seeded). `val_fraction` of the training split is held out for
-    validation, and `train_size` keeps a random (seeded) subset of what remains.
+    validation, and `train_size` keeps a random (seeded) subset of what remains; `test_size` does the
+same for the test split (quick runs only: fewer test images, coarser accuracy).
     """
     kwargs = dict(args or {})
     if root is not None:
@@ -37,7 +39,7 @@ def load_dataset(
             raise PotstillError(f"dataset '{name}' is built in and reads no files; remove data.root")
         kwargs["root"] = root
     raw: RawData = DATASETS.create(name, **kwargs)
-    return make_splits(name, raw, val_fraction=val_fraction, test_fraction=test_fraction, train_size=train_size, seed=seed)
+    return make_splits(name, raw, val_fraction=val_fraction, test_fraction=test_fraction, train_size=train_size, seed=seed, test_size=test_size)
 
 
 def make_splits(
@@ -48,6 +50,7 @@ def make_splits(
     test_fraction: float = 0.2,
     train_size: int | None = None,
     seed: int = 0,
+    test_size: int | None = None,
 ) -> DataSplits:
     notes = list(raw.notes)
     train, test = raw.train, raw.test
@@ -63,10 +66,18 @@ def make_splits(
         train, val = train.subset(keep), train.subset(held)
         notes.append(f"{len(val)} training images held out for validation (stratified, split seed {seed})")
     if train_size is not None:
-        if not 0 < train_size <= len(train):
-            raise PotstillError(f"data.train_size must be between 1 and {len(train)} for {name}, got {train_size}")
-        chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(30_011 + seed))[:train_size]
-        train = train.subset(chosen.sort().values)
+        train = random_subset(name, train, train_size, "train_size", 30_011 + seed)
         notes.append(f"training on a random subset of {train_size} images (split seed {seed})")
+    if test_size is not None:
+        test = random_subset(name, test, test_size, "test_size", 40_013 + seed)
+        notes.append(f"testing on a random subset of {test_size} test images (split seed {seed})")
     mean, std = channel_stats(train)
     return DataSplits(name, train, val, test, mean, std, notes)
+
+
+def random_subset(name: str, data, size: int, key: str, seed: int):
+    """A seeded random subset of `size` samples, kept in their original order."""
+    if not 0 < size <= len(data):
+        raise PotstillError(f"data.{key} must be between 1 and {len(data)} for {name}, got {size}")
+    chosen = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:size]
+    return data.subset(chosen.sort().values)

@@ -6,8 +6,8 @@ are the same whether a run was interrupted or not: that is what makes resume exa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 

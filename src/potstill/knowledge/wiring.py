@@ -81,7 +81,7 @@ class Layers:
     embedding: str | None
 
     @classmethod
-    def of(cls, model: nn.Module, sample: torch.Tensor, role: str) -> "Layers":
+    def of(cls, model: nn.Module, sample: torch.Tensor, role: str) -> Layers:
         infos, _ = dry_run(model, sample)
         try:
             embedding = embedding_tap(model, infos)

@@ -11,7 +11,8 @@ they are imported at the bottom of this file.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -115,6 +116,6 @@ def kaiming_init(model: nn.Module) -> None:
 
 
 # Imported last, for their registration side effect: they need MODELS and the checks above.
-from potstill.models import cnn, mlp, resnet_cifar, wrn  # noqa: E402,F401
+from potstill.models import cnn, mlp, resnet_cifar, wrn  # noqa: F401
 
-__all__ = ["MODELS", "create_model", "count_parameters"]
+__all__ = ["MODELS", "count_parameters", "create_model"]

@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from potstill.engine.metrics import accuracy, agreement, count_parameters, cpu_latency_ms, expected_calibration_error, predict
+from potstill.engine.metrics import (
+    accuracy,
+    agreement,
+    count_parameters,
+    cpu_latency_ms,
+    expected_calibration_error,
+    predict,
+)
 from potstill.recipe import ReportSpec
 from potstill.workbench import Workbench
 

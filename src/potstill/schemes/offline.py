@@ -42,17 +42,18 @@ class OfflineDistillation(Task):
     def __init__(
         self,
         student: nn.Module,
-        teacher: nn.Module,
+        teacher: nn.Module | None,
         terms: list[WeightedTerm],
         alpha: float = 0.5,
         label_smoothing: float = 0.0,
     ) -> None:
-        self.teacher = freeze(teacher)
+        # None: every term has a virtual teacher (needs_teacher False), e.g. label smoothing as KD
+        self.teacher = freeze(teacher) if teacher is not None else None
         self.terms = terms
         self.alpha = alpha
         self.label_smoothing = label_smoothing
         self.student_taps = Taps(student, tapped(terms, "student"), "student")
-        self.teacher_taps = Taps(teacher, tapped(terms, "teacher"), "teacher")
+        self.teacher_taps = Taps(teacher, tapped(terms, "teacher"), "teacher") if teacher is not None else None
         # Loss modules live beside the student so their adapters train and are checkpointed with it.
         self.module = nn.ModuleDict({"student": student, "losses": nn.ModuleDict({t.name: t.loss for t in terms})})
 
@@ -71,7 +72,9 @@ class OfflineDistillation(Task):
         teacher_logits, teacher_features = self.teacher_outputs(batch) if needs_teacher else (None, {})
         with self.student_taps.capture() as student_features:
             logits = self.model(batch["input"])
-        terms = {"ce": self.alpha * hard_label_loss(logits, batch["target"], self.label_smoothing)}
+        terms = {}
+        if self.alpha > 0 or not active:  # alpha 0 (FitNets' hint stage): no CE, so the classifier gets no gradient
+            terms["ce"] = self.alpha * hard_label_loss(logits, batch["target"], self.label_smoothing)
         for term in active:
             student = term.view(logits, student_features, "student")
             teacher = term.view(teacher_logits, teacher_features, "teacher")
