@@ -133,10 +133,8 @@ class Runner:
         return True
 
     def teacher(self) -> nn.Module:
+        model = self.teacher_skeleton()
         spec = self.recipe.teacher
-        if spec is None:
-            raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
-        model = build_model(spec.model, self.bench, "teacher", self.recipe.seed)
         if spec.checkpoint is None:
             return self.stage("teacher", Supervised(model, spec.train.label_smoothing), spec.train)
         path = teacher_weights_file(spec.checkpoint)
@@ -191,6 +189,7 @@ class Runner:
         return self.finish(models)
 
     def teacher_skeleton(self) -> nn.Module:
+        """The teacher architecture with fresh weights (no training, no checkpoint)."""
         spec = self.recipe.teacher
         if spec is None:
             raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")

@@ -68,15 +68,14 @@ class Taps:
     def __init__(self, model: nn.Module, names: list[str], role: str) -> None:
         check_tap_names(model, names, role)
         self.model, self.names, self.role = model, list(dict.fromkeys(names)), role
+        modules = dict(model.named_modules())
+        # (module, tap name, wants input) resolved once: capture() runs on every training step
+        self.targets = [(modules[split_tap(tap)[0]], tap, split_tap(tap)[1]) for tap in self.names]
 
     @contextmanager
     def capture(self) -> Iterator[dict[str, torch.Tensor]]:
         features: dict[str, torch.Tensor] = {}
-        modules = dict(self.model.named_modules())
-        handles = []
-        for tap in self.names:
-            module, wants_input = split_tap(tap)
-            handles.append(_hook(modules[module], tap, wants_input, features))
+        handles = [_hook(module, tap, wants_input, features) for module, tap, wants_input in self.targets]
         try:
             yield features
         finally:

@@ -25,15 +25,16 @@ from potstill.schedules import WeightSchedule
 from potstill.taps import Taps, check_tap_names, dry_run, embedding_tap, pair_by_depth, stage_taps
 
 
-def term_specs(spec: DistillSpec) -> list[TermSpec]:
-    """The recipe's terms: the `distill.loss` shorthand first (if set), then `distill.terms`."""
+def term_specs(spec: DistillSpec) -> list[tuple[str, TermSpec]]:
+    """The recipe's terms with their key paths (for messages): the `distill.loss` shorthand first
+    (if set), then `distill.terms`."""
     shorthand = []
     if spec.loss is not None:
-        shorthand.append(TermSpec(
+        shorthand.append(("distill", TermSpec(
             loss=spec.loss, weight=spec.beta, temperature=spec.temperature, args=spec.loss_args,
             schedule=spec.schedule, pairs=spec.pairs,
-        ))
-    return shorthand + list(spec.terms)
+        )))
+    return shorthand + [(f"distill.terms[{index}]", term) for index, term in enumerate(spec.terms)]
 
 
 def build_term(term: TermSpec, epochs: int, where: str, name: str) -> WeightedTerm:
@@ -55,10 +56,9 @@ def build_terms(spec: DistillSpec, epochs: int) -> list[WeightedTerm]:
     """Every distillation term of the recipe with its loss module, weight and schedule. Names are
     the loss names (`at`, `kd`), numbered when a loss appears twice (`at`, `at_2`)."""
     terms, seen = [], {}
-    for index, term in enumerate(term_specs(spec)):
+    for where, term in term_specs(spec):
         seen[term.loss] = seen.get(term.loss, 0) + 1
         name = term.loss if seen[term.loss] == 1 else f"{term.loss}_{seen[term.loss]}"
-        where = "distill" if spec.loss is not None and index == 0 else f"distill.terms[{index - (spec.loss is not None)}]"
         terms.append(build_term(term, epochs, where, name))
     return terms
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from potstill.errors import PotstillError
-from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs
+from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, check_non_negative, check_positive
 
 
 def row_pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -30,8 +29,8 @@ class DIST(DistillationLoss):
 
     def __init__(self, temperature: float = 1.0, inter_weight: float = 1.0, intra_weight: float = 1.0) -> None:
         super().__init__()
-        if not temperature > 0 or inter_weight < 0 or intra_weight < 0:
-            raise PotstillError("dist needs temperature > 0 and non-negative inter_weight and intra_weight")
+        check_positive("dist", temperature=temperature)
+        check_non_negative("dist", inter_weight=inter_weight, intra_weight=intra_weight)
         self.temperature = float(temperature)
         self.inter_weight = float(inter_weight)  # the paper's beta
         self.intra_weight = float(intra_weight)  # the paper's gamma

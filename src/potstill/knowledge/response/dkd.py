@@ -16,8 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from potstill.errors import PotstillError
-from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs
+from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, check_non_negative, check_positive
 
 
 def target_binary_log_probs(logits: torch.Tensor, target: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -48,8 +47,8 @@ class DKD(DistillationLoss):
 
     def __init__(self, temperature: float = 4.0, target_weight: float = 1.0, non_target_weight: float = 8.0) -> None:
         super().__init__()
-        if not temperature > 0 or target_weight < 0 or non_target_weight < 0:
-            raise PotstillError("dkd needs temperature > 0 and non-negative target_weight and non_target_weight")
+        check_positive("dkd", temperature=temperature)
+        check_non_negative("dkd", target_weight=target_weight, non_target_weight=non_target_weight)
         self.temperature = float(temperature)
         self.target_weight = float(target_weight)  # the paper's alpha
         self.non_target_weight = float(non_target_weight)  # the paper's beta

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from potstill.errors import PotstillError
-from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs
+from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, check_positive
 from potstill.knowledge.response.kd import soft_target_kl
 
 
@@ -31,8 +30,7 @@ class StandardizedKD(DistillationLoss):
 
     def __init__(self, temperature: float = 2.0) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise PotstillError(f"kd_standardized temperature must be > 0, got {temperature}")
+        check_positive("kd_standardized", temperature=temperature)
         self.temperature = float(temperature)
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
