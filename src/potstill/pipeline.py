@@ -18,11 +18,13 @@ import torch
 from torch import nn
 
 from potstill import __version__
+from potstill.cache import CacheJob, TeacherCache, build, cache_folder, make_job
 from potstill.data import DATASETS, load_dataset
 from potstill.engine.checkpoint import load_into, load_tensors
 from potstill.engine.loop import Callback, Stage, fit
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
+from potstill.engine.speed import prepare_model
 from potstill.engine.task import Supervised, WeightedTerm
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms, check_explicit_pairs, connect_terms
@@ -31,6 +33,7 @@ from potstill.recipe import ModelSpec, Recipe, TrainSpec
 from potstill.report import model_row, render_table, summarize
 from potstill.schedules import WeightSchedule
 from potstill.schemes import OfflineDistillation, Preparation
+from potstill.schemes.offline import tapped
 from potstill.workbench import Workbench, resolve_device
 
 
@@ -56,6 +59,8 @@ def preflight(recipe: Recipe, command: str) -> None:
     DATASETS.get(recipe.data.name)
     DATASETS.check_kwargs(recipe.data.name, recipe.data.args, where="data.args")
     terms = build_terms(recipe.distill, recipe.train.epochs) if command == "distill" else []
+    if command == "distill" and recipe.distill.cache.enabled and not needs_teacher(terms):
+        raise PotstillError("distill.cache: no loss term of this recipe uses a teacher, so there is nothing to cache; set distill.cache.enabled: false")
     if recipe.teacher is None and (command == "train" or needs_teacher(terms)):
         raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
     if recipe.teacher is not None:
@@ -110,13 +115,18 @@ class Runner:
             "device": str(self.bench.device), "threads": torch.get_num_threads(), "data": self.bench.splits.describe(),
         }
 
-    def stage(self, name: str, task, spec: TrainSpec, evaluate=None) -> nn.Module:
-        """Train a stage, or load it if a previous (resumed) run already finished it."""
+    def stage(self, name: str, task, spec: TrainSpec, evaluate=None, views: torch.Tensor | None = None) -> nn.Module:
+        """Train a stage, or load it if a previous (resumed) run already finished it. `views`: the
+        view bank of a teacher cache, replayed by the loader."""
         if self.resume and self.load_finished(name, task):
             return task.model
-        seed = self.recipe.seed
+        seed, engine = self.recipe.seed, self.recipe.engine
+        for model in (task.model, getattr(task, "teacher", None)):
+            if model is not None:
+                prepare_model(model, engine)
         torch.manual_seed(seed)
-        stage = Stage(name, task, spec, self.bench.train_loader(seed), evaluate or self.bench.evaluate, seed, self.callbacks)
+        loader = self.bench.train_loader(seed, views=views, channels_last=engine.channels_last)
+        stage = Stage(name, task, spec, loader, evaluate or self.bench.evaluate, seed, self.callbacks, engine)
         return fit(stage, self.run, self.reporter, resume=self.resume)
 
     def load_finished(self, name: str, task) -> bool:
@@ -174,13 +184,15 @@ class Runner:
         if not teacher_free:
             self.connect(terms, student_init, teacher)
             self.prepare(terms, teacher)
+        cache = None if teacher_free else self.teacher_cache(teacher, terms)
+        views = cache.views if cache is not None else None
         main_terms = [term for term in terms if "main" in term.stages]
         if recipe.distill.init_epochs > 0:
             init_terms = [replace(term, schedule=WeightSchedule()) for term in terms if "init" in term.stages]
             init_spec = replace(recipe.train, epochs=recipe.distill.init_epochs)
-            self.stage("init", OfflineDistillation(student_init, teacher, init_terms, alpha=0.0), init_spec)
-        task = OfflineDistillation(student_init, teacher, main_terms, recipe.distill.alpha, recipe.train.label_smoothing)
-        distilled = self.stage("student", task, recipe.train)
+            self.stage("init", OfflineDistillation(student_init, teacher, init_terms, alpha=0.0, cache=cache), init_spec, views=views)
+        task = OfflineDistillation(student_init, teacher, main_terms, recipe.distill.alpha, recipe.train.label_smoothing, cache)
+        distilled = self.stage("student", task, recipe.train, views=views)
         models.append(("student", distilled))
         if recipe.refine.epochs > 0:
             refine_spec = replace(recipe.train, epochs=recipe.refine.epochs, lr=recipe.refine.lr, scheduler="cosine", milestones=[])
@@ -214,6 +226,34 @@ class Runner:
             self.stage("prepare", task, replace(self.recipe.train, epochs=epochs), evaluate=lambda model: {})
             for term in task.terms:
                 term.loss.finish_preparation()
+
+    def teacher_cache(self, teacher: nn.Module, terms: list[WeightedTerm]) -> TeacherCache | None:
+        """Build (or finish, or check) the recipe's teacher-output cache and open it."""
+        spec = self.recipe.distill.cache
+        if not spec.enabled:
+            return None
+        job = self.cache_job(teacher, terms, cache_folder(spec, self.run.path))
+        self.build_cache(job)
+        cache = TeacherCache(job.folder, self.bench.device, spec.load, fingerprint=job.fingerprint, verify=False)
+        info = cache.describe()
+        self.reporter.message(
+            f"cache  {job.folder}: {info['samples']} samples x {info['views']} views, "
+            f"{sum(info['bytes']['per_sample_view'].values())} B per sample-view, "
+            f"{info['bytes']['total'] / 2**20:.1f} MiB, read from {info['load']}"
+        )
+        return cache
+
+    def cache_job(self, teacher: nn.Module, terms: list[WeightedTerm], folder: Path) -> CacheJob:
+        taps = tapped(terms, "teacher")
+        if taps and not self.recipe.distill.cache.features:
+            raise PotstillError(
+                f"distill.cache: the loss terms compare teacher layers ({', '.join(taps)}); set distill.cache.features: true "
+                "to cache those layers too, or distill.cache.enabled: false to run the teacher online"
+            )
+        return make_job(self.recipe, self.bench, teacher, taps, folder)
+
+    def build_cache(self, job: CacheJob, rebuild: bool = False) -> dict[str, Any]:
+        return build(job, rebuild, progress=self.reporter.message, on_shard=lambda shard: self.reporter.message(f"cache: shard {shard} written"))
 
     def finish(self, models: list[tuple[str, nn.Module]]) -> dict[str, Any]:
         self.models = dict(models)

@@ -120,6 +120,25 @@ class TermSpec:
 
 
 @dataclass
+class CacheSpec:
+    enabled: bool = option(False, "run the teacher once over the training set and reuse its outputs (distillation at student-alone cost)")
+    path: Optional[str] = option(None, "cache folder; null = teacher_cache inside the run folder")
+    views: int = option(
+        1, "augmented views cached per sample (with data.hflip / crop_padding); more views = less overfitting to a fixed teacher, more build time",
+        min=1, max=255,
+    )
+    view_seed: int = option(0, "seed of the fixed bank of views (view 0 is always the plain image)")
+    top_k: Optional[int] = option(None, "store only the k largest logits per view (+ one fill value); null = all logits", min=1)
+    features: bool = option(False, "also cache the teacher layers the loss terms tap (feature and relation losses)")
+    dtype: Literal["float16", "float32"] = option("float16", "storage type of cached logits and features")
+    shard_size: int = option(8192, "samples per shard file", min=1)
+    workers: int = option(1, "processes that build shards in parallel (one CPU thread each when > 1)", min=1)
+    load: Literal["auto", "memory", "mmap"] = option(
+        "auto", "memory: load the whole cache onto the training device; mmap: read rows from memory-mapped shards; auto: memory up to 2 GiB"
+    )
+
+
+@dataclass
 class DistillSpec:
     loss: Optional[str] = option("kd", "registered distillation loss (`potstill list losses`); null = only `terms`")
     temperature: Optional[float] = option(
@@ -138,6 +157,7 @@ class DistillSpec:
         0, "feature initialisation first (FitNets stage 1, AB, FSP): train the student on the terms with stages [init] alone", min=0
     )
     baseline: bool = option(True, "also train the same student alone (same budget and seed) to measure the gain")
+    cache: CacheSpec = option(help="teacher-output cache (`potstill cache build`): the teacher runs once, not every epoch", factory=CacheSpec)
 
     def check(self) -> list[str]:
         problems = []
@@ -165,6 +185,13 @@ class ReportSpec:
 
 
 @dataclass
+class EngineSpec:
+    precision: Literal["fp32", "bf16"] = option("fp32", "bf16: autocast training steps (and the online teacher) to bfloat16, on CPU or GPU")
+    channels_last: bool = option(False, "channels-last memory format for models and batches (faster convolutions on many CPUs and GPUs)")
+    compile: bool = option(False, "torch.compile the student and the online teacher (first steps slower while compiling)")
+
+
+@dataclass
 class Recipe:
     name: str = option(REQUIRED, "run name; the run folder is output_dir/name unless --run-dir is given")
     seed: int = option(0, "seed of model initialisation, shuffling, augmentation and dropout")
@@ -177,3 +204,13 @@ class Recipe:
     distill: DistillSpec = option(help="phase 2: knowledge transfer", factory=DistillSpec)
     refine: RefineSpec = option(help="phase 3: optional refinement on hard labels", factory=RefineSpec)
     report: ReportSpec = option(help="what the summary measures", factory=ReportSpec)
+    engine: EngineSpec = option(help="speed settings; none changes what is computed beyond floating-point rounding", factory=EngineSpec)
+
+    def check(self) -> list[str]:
+        cache, data = self.distill.cache, self.data
+        if cache.enabled and cache.views > 1 and not (data.hflip or data.crop_padding):
+            return [
+                f"distill.cache.views: {cache.views} views, but data has no random augmentation (hflip, crop_padding), "
+                "so every view is the same image; set views: 1 or turn augmentation on"
+            ]
+        return []

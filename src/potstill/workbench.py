@@ -27,11 +27,13 @@ class Workbench:
     data: DataSpec
     device: torch.device
 
-    def train_loader(self, seed: int) -> BatchLoader:
+    def train_loader(self, seed: int, views: torch.Tensor | None = None, channels_last: bool = False) -> BatchLoader:
+        """Shuffled, augmented training batches; with a view bank (N, V, 3) each sample shows one
+        of its stored views (those a teacher cache was built from)."""
         augment = Augment(hflip=self.data.hflip, crop_padding=self.data.crop_padding)
         return BatchLoader(
             self.splits.train, self.data.batch_size, mean=self.splits.mean, std=self.splits.std,
-            augment=augment, shuffle=True, seed=seed, device=self.device,
+            augment=augment, shuffle=True, seed=seed, device=self.device, views=views, channels_last=channels_last,
         )
 
     def eval_loader(self, split: str = "test") -> BatchLoader:

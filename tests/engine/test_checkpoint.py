@@ -92,6 +92,6 @@ def test_training_state_round_trip_restores_optimizer_scheduler_and_rng(tmp_path
 def test_no_pickle_loading_anywhere_in_the_package():
     source = Path(__file__).parents[2] / "src" / "potstill"
     for file in source.rglob("*.py"):
-        text = file.read_text()
+        text = file.read_text().replace("allow_pickle=False", "")  # NumPy's guard against pickled arrays
         assert "pickle" not in text.replace("never unpickles", "").replace("unpickling", "").replace("pickles", ""), file
         assert "torch.load(" not in text or "weights_only=True" in text, file

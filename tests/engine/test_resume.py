@@ -101,9 +101,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     runner.models_under_training = {}
     original_stage = runner.stage
 
-    def remember(name, task, spec):
+    def remember(name, task, spec, **options):
         runner.models_under_training[name] = task.model
-        return original_stage(name, task, spec)
+        return original_stage(name, task, spec, **options)
 
     runner.stage = remember
     with pytest.raises(PotstillError) as error:

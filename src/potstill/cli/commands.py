@@ -12,12 +12,14 @@ from rich.table import Table
 from torch import nn
 
 from potstill import config
+from potstill.cache.reader import check_cache, read_manifest
 from potstill.data import DATASETS
 from potstill.engine.checkpoint import atomic_write, guarded, load_into, load_tensors
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES
+from potstill.knowledge.wiring import build_terms, check_explicit_pairs
 from potstill.models import MODELS, create_model
 from potstill.pipeline import Runner, build_model, open_workbench, preflight, print_summary
 from potstill.recipe import Recipe
@@ -154,3 +156,60 @@ def list_taps(args: argparse.Namespace) -> int:
     Console().print(table)
     print(f"embedding (pairs: embedding): {embedding}; append :input to any name to tap what enters that module")
     return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """`cache build RECIPE`: run the teacher once over the training views; `cache info DIR`: check and describe."""
+    if args.action == "info":
+        return cache_info(Path(args.target), args.quiet)
+    recipe = config.load(args.target, Recipe, args.overrides)
+    preflight(recipe, "distill")
+    spec = recipe.distill.cache
+    if recipe.teacher is None or recipe.teacher.checkpoint is None:
+        raise PotstillError(
+            "cache build needs a trained teacher: set teacher.checkpoint (train one with `potstill train RECIPE`), "
+            "or let `potstill distill` build the cache after training the teacher (distill.cache.enabled: true)"
+        )
+    folder = Path(args.out) if args.out else Path(spec.path) if spec.path else None
+    if folder is None:
+        raise PotstillError("say where the cache goes: set distill.cache.path in the recipe (shared by its runs) or give --out DIR")
+    if args.workers:
+        recipe.distill.cache.workers = args.workers
+    reporter = Reporter(quiet=args.quiet)
+    runner = Runner(recipe, RunDir(folder), reporter)  # writes nothing but the cache
+    terms = build_terms(recipe.distill, recipe.train.epochs)
+    student, teacher = runner.student(), runner.teacher()
+    check_explicit_pairs(terms, student, teacher)
+    runner.connect(terms, student, teacher)
+    manifest = runner.build_cache(runner.cache_job(teacher, terms, folder), rebuild=args.rebuild)
+    if not args.quiet:
+        print_cache(folder, manifest)
+    return 0
+
+
+def cache_info(folder: Path, quiet: bool) -> int:
+    manifest = read_manifest(folder)
+    check_cache(folder, manifest, current=None)  # every file's checksum
+    if not quiet:
+        print_cache(folder, manifest)
+    return 0
+
+
+def print_cache(folder: Path, manifest: dict) -> None:
+    layout, size, build = manifest["layout"], manifest["bytes"], manifest.get("build", {})
+    print_ = manifest["fingerprint"]
+    per_view = size["per_sample_view"]
+    fields = ", ".join(f"{name} {tuple(f['shape'])} {f['dtype']}" for name, f in layout["fields"].items())
+    lines = [
+        f"teacher cache {folder} (intact: every file matches its SHA-256)",
+        f"  samples x views  {layout['num_samples']} x {layout['views']} in {len(manifest['shards'])} shards",
+        f"  fields           {fields}",
+        f"  bytes            {per_view['logits']} logits + {per_view['features']} features + {per_view['view']} view "
+        f"per sample-view; {size['total'] / 2**20:.2f} MiB in all",
+        f"  teacher          {print_['teacher']['architecture']['name']} weights {print_['teacher']['weights_sha256'][:12]}",
+        f"  data             {print_['data']['dataset']} {print_['data']['samples']} samples, content {print_['data']['content_sha256'][:12]}",
+        f"  views            {print_['views']}",
+        f"  last build       {build.get('seconds')} s, {build.get('shards_built')} shards built, {build.get('shards_kept')} kept, "
+        f"{build.get('workers')} worker(s) on {build.get('device')}",
+    ]
+    print("\n".join(lines))

@@ -6,6 +6,8 @@
     potstill eval    RUN                         re-measure a finished run's models
     potstill list    models|losses|datasets      what is registered
     potstill list    taps MODEL                  a model's layers, output shapes and automatic pairing
+    potstill cache   build RECIPE [--rebuild]    run the teacher once, store its outputs per (sample, view)
+    potstill cache   info DIR                    check a cache's checksums and describe it
 
 User errors print one line and exit 2; --debug shows the traceback.
 """
@@ -18,7 +20,7 @@ import sys
 from pathlib import Path
 
 from potstill import __version__
-from potstill.cli.commands import cmd_distill, cmd_eval, cmd_list, cmd_train
+from potstill.cli.commands import cmd_cache, cmd_distill, cmd_eval, cmd_list, cmd_train
 from potstill.errors import PotstillError
 
 
@@ -57,6 +59,18 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--args", dest="model_args", default="{}", metavar="YAML",
                          help="for `taps`: model arguments as a YAML mapping, e.g. --args '{channels: [16, 32]}'")
     listing.set_defaults(handler=cmd_list)
+    cache = commands.add_parser(
+        "cache", parents=[common], help="build or check a teacher-output cache",
+        description="build RECIPE: run the recipe's teacher once over every training view and store its outputs; "
+        "info DIR: verify every file's checksum and describe the cache",
+    )
+    cache.add_argument("action", choices=["build", "info"])
+    cache.add_argument("target", help="build: the recipe; info: the cache folder")
+    cache.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    cache.add_argument("--out", help="cache folder (default: distill.cache.path)")
+    cache.add_argument("--rebuild", action="store_true", help="delete a cache built from something else and build anew")
+    cache.add_argument("--workers", type=int, help="build processes (default: distill.cache.workers)")
+    cache.set_defaults(handler=cmd_cache)
     return main
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from potstill.data.arrays import ArrayData, to_unit_float
+from potstill.data.views import apply_view, draw_params
 
 Batch = dict[str, torch.Tensor]
 
@@ -27,33 +28,29 @@ class Augment:
     def active(self) -> bool:
         return self.hflip or self.crop_padding > 0
 
+    def draw(self, count: int, generator: torch.Generator, device=None) -> torch.Tensor:
+        """Fresh view parameters (count, 3) for one batch."""
+        return draw_params(count, self.hflip, self.crop_padding, generator, device)
+
+    def apply(self, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return apply_view(images, params, self.hflip, self.crop_padding)
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         # images: (B, C, H, W) float in [0, 1]
-        if self.hflip:
-            flip = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
-            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
-        if self.crop_padding > 0:
-            images = random_crop(images, self.crop_padding, generator)
-        return images
+        return self.apply(images, self.draw(images.shape[0], generator, images.device))
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Zero-pad by `padding` and cut an H x W window at a random offset per sample."""
-    batch, channels, height, width = images.shape
-    padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
-    offset_y = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=images.device)
-    offset_x = torch.randint(0, 2 * padding + 1, (batch,), generator=generator, device=images.device)
-    rows = offset_y[:, None] + torch.arange(height, device=images.device)  # (B, H)
-    cols = offset_x[:, None] + torch.arange(width, device=images.device)  # (B, W)
-    b = torch.arange(batch, device=images.device)[:, None, None, None]
-    c = torch.arange(channels, device=images.device)[None, :, None, None]
-    return padded[b, c, rows[:, None, :, None], cols[:, None, None, :]]
+    return Augment(crop_padding=padding)(images, generator)
 
 
 class BatchLoader:
     """Iterates over an ArrayData in batches of normalised float tensors on `device`.
 
     Each batch is a dict: `input` (B, C, H, W), `target` (B,), `index` (B,) = sample indices.
+    With a view bank (N, V, 3) (see `potstill.data.views`) each sample shows one of its V stored
+    views per epoch, chosen at random, and the batch also holds `view` (B,): which one.
     """
 
     def __init__(
@@ -68,6 +65,8 @@ class BatchLoader:
         seed: int = 0,
         device: str | torch.device = "cpu",
         drop_last: bool = False,
+        views: torch.Tensor | None = None,
+        channels_last: bool = False,
     ) -> None:
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -79,6 +78,10 @@ class BatchLoader:
         self.targets = data.targets.to(self.device)
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+        self.views = None if views is None else views.to(self.device)
+        if self.views is not None and (self.views.ndim != 3 or len(self.views) != len(self.targets)):
+            raise ValueError(f"a view bank must have shape ({len(self.targets)}, V, 3), got {tuple(self.views.shape)}")
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __len__(self) -> int:
         full, rest = divmod(len(self.targets), self.batch_size)
@@ -92,9 +95,19 @@ class BatchLoader:
             if self.shuffle
             else torch.arange(count, device=self.device)
         )
+        chosen = None
+        if self.views is not None:  # one stored view per sample for this epoch
+            chosen = torch.randint(self.views.shape[1], (count,), generator=generator, device=self.device)
         for number in range(len(self)):
             index = order[number * self.batch_size : (number + 1) * self.batch_size]
             images = to_unit_float(self.inputs[index])  # (B, C, H, W) in [0, 1]
-            if self.augment is not None:
+            batch: Batch = {"target": self.targets[index], "index": index}
+            if chosen is not None:
+                batch["view"] = chosen[index]
+                if self.augment is not None:
+                    images = self.augment.apply(images, self.views[index, batch["view"]])
+            elif self.augment is not None:
                 images = self.augment(images, generator)
-            yield {"input": (images - self.mean) / self.std, "target": self.targets[index], "index": index}
+            images = (images - self.mean) / self.std
+            batch["input"] = images.contiguous(memory_format=self.memory_format)
+            yield batch

@@ -23,7 +23,8 @@ from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.engine.task import Task
 from potstill.errors import PotstillError
-from potstill.recipe import TrainSpec
+from potstill.engine.speed import Stopwatch, autocast
+from potstill.recipe import EngineSpec, TrainSpec
 
 # called after each epoch's checkpoint: (stage name, epochs done, the epoch's record)
 Callback = Callable[[str, int, dict], None]
@@ -38,6 +39,7 @@ class Stage:
     evaluate: Callable[[nn.Module], dict[str, float]]  # metrics of the task's model on held-out data
     seed: int = 0
     callbacks: list[Callback] = field(default_factory=list)
+    engine: EngineSpec = field(default_factory=EngineSpec)
 
 
 class NonFiniteLoss(PotstillError):
@@ -84,14 +86,17 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
 def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, reporter: Reporter) -> dict:
     task, loader, spec = stage.task, stage.loader, stage.spec
     task.module.train()
-    totals: dict[str, float] = {}
-    correct, seen, start = 0, 0, time.perf_counter()
+    device = loader.device
+    task.clock = clock = Stopwatch(device)
+    # on a GPU, reading a loss back stalls the pipeline: check finiteness every few steps instead
+    check_every = 1 if device.type == "cpu" else 25
+    totals: dict[str, torch.Tensor] = {}
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen, reported, start, result = 0, 0, time.perf_counter(), None
     for step, batch in enumerate(loader.batches(epoch)):
-        result = task.step(batch, progress=epoch + step / len(loader))
-        loss = sum(result.terms.values())
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise non_finite(stage.name, epoch, step, result.terms, checkpoint)
+        with autocast(stage.engine, device):
+            result = task.step(batch, progress=epoch + step / len(loader))
+            loss = sum(result.terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if spec.grad_clip:
@@ -99,33 +104,44 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
         optimizer.step()
         scheduler.step()
         for name, term in result.terms.items():
-            totals[name] = totals.get(name, 0.0) + float(term.detach())
+            totals[name] = totals.get(name, 0.0) + term.detach().float()
         if result.logits is not None:
-            correct += int((result.logits.argmax(dim=1) == batch["target"]).sum())
+            correct += (result.logits.argmax(dim=1) == batch["target"]).sum()
             seen += len(batch["target"])
-        reporter.advance(f"loss {value:.4f}")
+        if (step + 1) % check_every == 0 or step + 1 == len(loader):
+            value = float(loss.detach())
+            if not all(math.isfinite(float(total)) for total in totals.values()):
+                raise non_finite(stage.name, epoch, step, check_every, result.terms, checkpoint)
+            reporter.advance(f"loss {value:.4f}", steps=step + 1 - reported)
+            reported = step + 1
     steps = len(loader)
-    return {
+    seconds = time.perf_counter() - start
+    record = {
         "stage": stage.name,
         "epoch": epoch + 1,
-        "loss": sum(totals.values()) / steps,
-        "terms": {name: total / steps for name, total in totals.items()},
+        "loss": sum(float(total) for total in totals.values()) / steps,
+        "terms": {name: float(total) / steps for name, total in totals.items()},
         "weights": result.weights,
         "lr": optimizer.param_groups[0]["lr"],
-        "train_acc": correct / seen if seen else None,
-        "time_s": round(time.perf_counter() - start, 3),
+        "train_acc": int(correct) / seen if seen else None,
+        "time_s": round(seconds, 3),
+        "step_ms": round(1000 * seconds / steps, 3),
     }
+    for name, section in clock.read().items():  # e.g. teacher_ms: the teacher's share of a step
+        record[f"{name}_ms"] = round(1000 * section / steps, 3)
+    return record
 
 
-def non_finite(stage: str, epoch: int, step: int, terms: dict[str, torch.Tensor], checkpoint) -> NonFiniteLoss:
+def non_finite(stage: str, epoch: int, step: int, every: int, terms: dict[str, torch.Tensor], checkpoint) -> NonFiniteLoss:
     values = ", ".join(f"{name}={float(term.detach()):.4g}" for name, term in terms.items())
+    where = f"step {step + 1}" if every == 1 else f"steps {step + 2 - every}..{step + 1}"
     kept = (
         f"the last good checkpoint (after epoch {epoch}) at {checkpoint} is intact"
         if checkpoint.is_file()
         else "no checkpoint had been written yet"
     )
     return NonFiniteLoss(
-        f"{stage}: the loss became non-finite at epoch {epoch + 1}, step {step + 1} ({values}); training stopped and "
+        f"{stage}: the loss became non-finite at epoch {epoch + 1}, {where} (last step: {values}); training stopped and "
         f"{kept}. Lower the learning rate or set train.grad_clip, check the inputs for NaN/inf, then --resume"
     )
 

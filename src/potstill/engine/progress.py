@@ -30,9 +30,9 @@ class Reporter:
         self._progress.start()
         self._task = self._progress.add_task(name, total=total_steps, completed=done_steps, status="")
 
-    def advance(self, status: str) -> None:
+    def advance(self, status: str, steps: int = 1) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, advance=1, status=status)
+            self._progress.update(self._task, advance=steps, status=status)
 
     def epoch_end(self, line: str) -> None:
         if self.quiet:

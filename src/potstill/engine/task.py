@@ -4,6 +4,7 @@ branches on a method's name, it sums the terms."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -22,9 +23,14 @@ class StepResult:
 
 
 class Task:
-    """Base class. `module` holds every parameter that trains and is checkpointed."""
+    """Base class. `module` holds every parameter that trains and is checkpointed. The loop sets
+    `clock` (a Stopwatch) each epoch; a task times sections of its step with `timed(name)`."""
 
     module: nn.Module
+    clock = None
+
+    def timed(self, name: str) -> contextlib.AbstractContextManager:
+        return self.clock.section(name) if self.clock is not None else contextlib.nullcontext()
 
     @property
     def model(self) -> nn.Module:

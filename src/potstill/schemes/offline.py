@@ -3,6 +3,8 @@
     L = alpha * CE(student, labels) + sum_i  w_i(epoch) * L_i(student, teacher, batch)
 
 Each term L_i sees the logits and its own tapped layers of both models (`WeightedTerm.view`).
+The teacher's side comes from a forward pass, or from a teacher-output cache when one is given:
+then each batch carries the sample indices and views whose outputs the cache holds.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from potstill.cache.reader import TeacherCache
 from potstill.data.loader import Batch
 from potstill.engine.task import StepResult, Task, WeightedTerm, hard_label_loss
+from potstill.errors import PotstillError
 from potstill.taps import Taps
 
 
@@ -46,6 +50,7 @@ class OfflineDistillation(Task):
         terms: list[WeightedTerm],
         alpha: float = 0.5,
         label_smoothing: float = 0.0,
+        cache: TeacherCache | None = None,
     ) -> None:
         # None: every term has a virtual teacher (needs_teacher False), e.g. label smoothing as KD
         self.teacher = freeze(teacher) if teacher is not None else None
@@ -54,6 +59,14 @@ class OfflineDistillation(Task):
         self.label_smoothing = label_smoothing
         self.student_taps = Taps(student, tapped(terms, "student"), "student")
         self.teacher_taps = Taps(teacher, tapped(terms, "teacher"), "teacher") if teacher is not None else None
+        self.cache = cache
+        if cache is not None:
+            missing = [name for name in tapped(terms, "teacher") if name not in cache.tap_names]
+            if missing:
+                raise PotstillError(
+                    f"the teacher cache {cache.folder} holds no outputs of teacher layer(s) {', '.join(missing)}; "
+                    "build it with distill.cache.features: true for this recipe"
+                )
         # Loss modules live beside the student so their adapters train and are checkpointed with it.
         self.module = nn.ModuleDict({"student": student, "losses": nn.ModuleDict({t.name: t.loss for t in terms})})
 
@@ -62,7 +75,10 @@ class OfflineDistillation(Task):
         return self.module["student"]
 
     def teacher_outputs(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        return frozen_forward(self.teacher, self.teacher_taps, batch["input"])
+        with self.timed("teacher"):
+            if self.cache is not None:
+                return self.cache.outputs(batch["index"], batch["view"])
+            return frozen_forward(self.teacher, self.teacher_taps, batch["input"])
 
     def step(self, batch: Batch, progress: float) -> StepResult:
         weights = {"ce": self.alpha} | {term.name: term.weight_at(progress) for term in self.terms}

@@ -1,0 +1,209 @@
+"""Building a cache: run the frozen teacher once over every (sample, view) and write shards.
+
+A build is resumable: each shard is written atomically and marked finished by its record, so a
+killed build keeps every finished shard and the next `potstill cache build` computes only the
+rest (and any shard whose files no longer match their checksums). With `workers` > 1, forked
+processes build disjoint shards in parallel, one CPU thread each.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from potstill.cache import codec
+from potstill.cache.fingerprint import FORMAT, differences
+from potstill.cache.store import (
+    MANIFEST, PLAN, VIEWS, clear, file_entry, finished_shard, foreign_files, read_array, read_json, shard_count, shard_json,
+    shard_range, write_array, write_shard,
+)
+from potstill.data import ArrayData, Augment
+from potstill.data.arrays import to_unit_float
+from potstill.data.views import view_bank
+from potstill.engine.checkpoint import atomic_write, guarded
+from potstill.errors import PotstillError
+from potstill.taps import Taps
+
+NUMPY_NAMES = {torch.float16: "float16", torch.float32: "float32", torch.uint8: "uint8", torch.int16: "int16", torch.int32: "int32"}
+
+
+@dataclass
+class CacheJob:
+    """Everything a build needs; `fingerprint` says what the outputs depend on."""
+
+    folder: Path
+    teacher: nn.Module
+    taps: list[str]
+    data: ArrayData  # the training split, uint8 or float images
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: Augment
+    views: int
+    view_seed: int
+    top_k: int | None
+    dtype: torch.dtype
+    shard_size: int
+    workers: int
+    batch_size: int
+    device: torch.device
+    fingerprint: dict[str, Any]
+
+
+ShardCallback = Callable[[int], None]  # called with each finished shard's number
+
+
+def build(job: CacheJob, rebuild: bool = False, progress: Callable[[str], None] | None = None,
+          on_shard: ShardCallback | None = None) -> dict[str, Any]:
+    """Build (or finish, or repair) the cache in `job.folder`; return its manifest."""
+    folder = job.folder
+    layout = probe_layout(job)
+    prepare_folder(job, layout, rebuild)
+    plan = {"format": FORMAT, "fingerprint": job.fingerprint, "layout": layout}
+    guarded(lambda: atomic_write(folder / PLAN, json.dumps(plan, indent=1)), folder / PLAN)
+    bank = ensure_view_bank(job)
+    todo = [shard for shard in range(shard_count(layout)) if finished_shard(folder, shard) is None]
+    current = read_json(folder / MANIFEST)
+    if not todo and current is not None and all(current.get(k) == v for k, v in plan.items()):
+        return current  # up to date: keep the original build statistics
+    start = time.perf_counter()
+    if todo:
+        if progress:
+            progress(f"cache: building {len(todo)} of {shard_count(layout)} shards "
+                     f"({sum(shard_range(layout, s)[1] - shard_range(layout, s)[0] for s in todo) * job.views} teacher passes) in {folder}")
+        run_shards(job, layout, bank, todo, on_shard)
+    manifest = assemble(job, plan, seconds=time.perf_counter() - start, built=todo)
+    guarded(lambda: atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1)), folder / MANIFEST)
+    return manifest
+
+
+def probe_layout(job: CacheJob) -> dict[str, Any]:
+    """Field shapes and types from one teacher pass on one image."""
+    logits, features = teacher_pass(job, job.data.inputs[:1], torch.zeros(1, 3, dtype=torch.uint8))
+    num_classes = logits.shape[1]
+    if job.top_k is not None and job.top_k >= num_classes:
+        raise PotstillError(
+            f"distill.cache.top_k: {job.top_k} keeps all {num_classes} classes; set top_k: null to store every logit"
+        )
+    fields = {name: {"shape": list(value.shape[1:]), "dtype": NUMPY_NAMES[value.dtype]}
+              for name, value in codec.encode(logits, job.top_k, job.dtype).items()}
+    for name, value in features.items():
+        fields[f"tap:{name}"] = {"shape": list(value.shape[1:]), "dtype": NUMPY_NAMES[job.dtype]}
+    return {"num_samples": len(job.data), "views": job.views, "shard_size": job.shard_size,
+            "num_classes": num_classes, "fields": fields}
+
+
+def prepare_folder(job: CacheJob, layout: dict[str, Any], rebuild: bool) -> None:
+    """Create the folder; refuse a folder that holds other files or a different cache (unless rebuild)."""
+    folder = job.folder
+    guarded(lambda: folder.mkdir(parents=True, exist_ok=True), folder)
+    strangers = foreign_files(folder)
+    if strangers:
+        raise PotstillError(
+            f"{folder} is not a teacher cache folder (it holds {', '.join(strangers[:3])}); set distill.cache.path to an empty or new folder"
+        )
+    existing = read_json(folder / MANIFEST) or read_json(folder / PLAN)
+    if existing is None or rebuild:
+        clear(folder) if rebuild else None
+        return
+    changed = differences(existing.get("fingerprint", {}), job.fingerprint)
+    if existing.get("layout") != layout:
+        old = existing.get("layout", {})
+        changed.append("layout: " + ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in layout.items() if old.get(k) != v))
+    if changed:
+        raise PotstillError(
+            f"{folder} holds a teacher cache built from something else: {'; '.join(changed)}; "
+            "rebuild it with `potstill cache build RECIPE --rebuild` or set distill.cache.path to another folder"
+        )
+
+
+def ensure_view_bank(job: CacheJob) -> torch.Tensor:
+    path = job.folder / VIEWS
+    bank = view_bank(len(job.data), job.views, job.augment.hflip, job.augment.crop_padding, job.view_seed)
+    if not np.array_equal(read_array(path), bank.numpy()):
+        write_array(path, bank.numpy())
+    return bank
+
+
+def teacher_pass(job: CacheJob, images: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The teacher's logits and taps for raw images shown in views `params` (B, 3)."""
+    device = job.device
+    x = job.augment.apply(to_unit_float(images.to(device)), params.to(device))
+    x = (x - torch.tensor(job.mean, device=device).view(1, -1, 1, 1)) / torch.tensor(job.std, device=device).view(1, -1, 1, 1)
+    job.teacher.eval()
+    with torch.inference_mode(), Taps(job.teacher, job.taps, "teacher").capture() as features:
+        logits = job.teacher(x).float()
+    return logits, {name: features[name].to(job.dtype) for name in job.taps}
+
+
+def compute_shard(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, shard: int) -> dict[str, np.ndarray]:
+    start, end = shard_range(layout, shard)
+    per_view = []
+    for view in range(job.views):
+        chunks = []
+        for first in range(start, end, job.batch_size):
+            last = min(first + job.batch_size, end)
+            logits, features = teacher_pass(job, job.data.inputs[first:last], bank[first:last, view])
+            fields = codec.encode(logits, job.top_k, job.dtype) | {f"tap:{k}": v for k, v in features.items()}
+            chunks.append({name: value.cpu() for name, value in fields.items()})
+        per_view.append({name: torch.cat([c[name] for c in chunks]) for name in layout["fields"]})
+    return {name: torch.stack([v[name] for v in per_view], dim=1).numpy() for name in layout["fields"]}
+
+
+def run_shards(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, todo: list[int], on_shard: ShardCallback | None) -> None:
+    workers = min(job.workers, len(todo))
+    if workers <= 1:
+        for shard in todo:
+            write_shard(job.folder, shard, layout, compute_shard(job, layout, bank, shard))
+            if on_shard:
+                on_shard(shard)
+        return
+    context = multiprocessing.get_context("fork")  # children share the teacher and data; nothing is serialised
+    processes = [context.Process(target=worker, args=(job, layout, bank, todo[number::workers])) for number in range(workers)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join()
+    failed = [p.exitcode for p in processes if p.exitcode != 0]
+    if failed:
+        raise PotstillError(f"{len(failed)} cache build worker(s) failed (exit codes {failed}); finished shards are kept, run the build again to continue")
+
+
+def worker(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, shards: list[int]) -> None:
+    torch.set_num_threads(1)
+    for shard in shards:
+        write_shard(job.folder, shard, layout, compute_shard(job, layout, bank, shard))
+
+
+def assemble(job: CacheJob, plan: dict[str, Any], seconds: float, built: list[int]) -> dict[str, Any]:
+    layout = plan["layout"]
+    records = [read_json(shard_json(job.folder, shard)) for shard in range(shard_count(layout))]
+    missing = [shard for shard, record in enumerate(records) if record is None]
+    if missing:
+        raise PotstillError(f"cache shards {missing[:5]} were not written; run the build again to continue")
+    payload = {name: int(np.prod(f["shape"], dtype=np.int64)) * np.dtype(f["dtype"]).itemsize for name, f in layout["fields"].items()}
+    files = sum(entry["bytes"] for record in records for entry in record["files"].values())
+    view_entry = file_entry(job.folder / VIEWS)
+    return {
+        **plan,
+        "view_bank": view_entry,
+        "shards": records,
+        "bytes": {
+            "total": files + view_entry["bytes"],
+            "per_sample_view": {
+                "logits": sum(size for name, size in payload.items() if not name.startswith("tap:")),
+                "features": sum(size for name, size in payload.items() if name.startswith("tap:")),
+                "view": 3,
+            },
+        },
+        "build": {"seconds": round(seconds, 3), "shards_built": len(built), "shards_kept": len(records) - len(built),
+                  "workers": min(job.workers, max(len(built), 1)), "device": str(job.device)},
+    }

@@ -1,0 +1,49 @@
+"""How teacher logits are stored: in full, or as the top k plus one fill value.
+
+Top-k storage keeps, per (sample, view), the k largest logits (values) and their classes
+(indices), and one fill logit c for the K - k classes left out, chosen so the softmax at T = 1
+gives the left-out classes exactly their total probability:
+
+    c = log( sum_{j not in top-k} exp(z_j) ) - log(K - k)
+
+Decoding puts c at every left-out class. At T = 1 the top-k probabilities and the tail mass are
+then exact (up to storage rounding); only the split of the tail among its classes is flattened.
+At other temperatures the tail is an approximation, which the benchmark measures.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+FILL_FLOOR = 30.0  # a vanishing tail is stored as (smallest kept logit - 30), never -inf
+
+
+def index_dtype(num_classes: int) -> torch.dtype:
+    return torch.uint8 if num_classes <= 256 else torch.int16 if num_classes <= 32_768 else torch.int32
+
+
+def encode(logits: torch.Tensor, top_k: int | None, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """logits (..., K) float32 -> stored fields."""
+    if top_k is None:
+        return {"logits": logits.to(dtype)}
+    num_classes = logits.shape[-1]
+    values, indices = logits.topk(top_k, dim=-1)  # (..., k), largest first
+    rest = logits.scatter(-1, indices, float("-inf")).logsumexp(dim=-1)  # (...,)
+    fill = rest - math.log(num_classes - top_k)
+    fill = torch.minimum(torch.maximum(fill, values[..., -1] - FILL_FLOOR), values[..., -1])
+    return {"values": values.to(dtype), "indices": indices.to(index_dtype(num_classes)), "fill": fill.to(dtype)}
+
+
+def decode(fields: dict[str, torch.Tensor], num_classes: int) -> torch.Tensor:
+    """Stored fields (leading dims B) -> logits (B, K) float32."""
+    if "logits" in fields:
+        return fields["logits"].float()
+    fill = fields["fill"].float()
+    logits = fill.unsqueeze(-1).expand(*fill.shape, num_classes).clone()
+    return logits.scatter_(-1, fields["indices"].long(), fields["values"].float())
+
+
+def field_names(top_k: int | None) -> list[str]:
+    return ["logits"] if top_k is None else ["values", "indices", "fill"]

@@ -1,0 +1,41 @@
+"""A cache job from a recipe: where the cache lives, what it holds, and its fingerprint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from potstill.cache.build import CacheJob
+from potstill.cache.fingerprint import fingerprint
+from potstill.data import Augment
+from potstill.recipe import CacheSpec, Recipe
+from potstill.workbench import Workbench
+
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+def cache_folder(spec: CacheSpec, run_path: Path) -> Path:
+    return Path(spec.path) if spec.path else run_path / "teacher_cache"
+
+
+def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[str], folder: Path) -> CacheJob:
+    spec, data = recipe.distill.cache, recipe.data
+    augment = Augment(hflip=data.hflip, crop_padding=data.crop_padding)
+    model = recipe.teacher.model if recipe.teacher is not None else None
+    architecture = {"name": model.name, "args": model.args} if model else {"name": type(teacher).__name__, "args": {}}
+    train = bench.splits.train
+    views = {"count": spec.views, "seed": spec.view_seed, "hflip": data.hflip, "crop_padding": data.crop_padding}
+    outputs = {"top_k": spec.top_k, "dtype": spec.dtype, "taps": list(taps)}
+    print_ = fingerprint(
+        teacher={"architecture": architecture}, teacher_state=teacher.state_dict(),
+        data={"dataset": bench.splits.name, "mean": list(bench.splits.mean), "std": list(bench.splits.std)},
+        inputs=train.inputs, targets=train.targets, views=views, outputs=outputs,
+    )
+    return CacheJob(
+        folder=folder, teacher=teacher, taps=list(taps), data=train, mean=bench.splits.mean, std=bench.splits.std,
+        augment=augment, views=spec.views, view_seed=spec.view_seed, top_k=spec.top_k, dtype=DTYPES[spec.dtype],
+        shard_size=spec.shard_size, workers=spec.workers, batch_size=data.eval_batch_size, device=bench.device,
+        fingerprint=print_,
+    )

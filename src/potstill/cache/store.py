@@ -1,0 +1,134 @@
+"""The cache on disk: a folder of NumPy .npy shards, a view bank and a JSON manifest.
+
+    manifest.json          fingerprint, layout, every file's size and SHA-256, build statistics
+    plan.json              the same fingerprint and layout, written first (a build in progress)
+    views.npy              (N, V, 3) uint8: flip, crop offset y, crop offset x of every view
+    shard-00000.json       written last for each shard: its files' sizes and SHA-256 ("done")
+    shard-00000-0.npy ...  one array per field, (n, V, ...) for the shard's n samples
+
+Why .npy shards: a standard format any NumPy reads, loaded with allow_pickle=False (no code runs),
+memory-mapped with mmap_mode="r" so a batch reads only its rows without copying the file, and one
+file per field per shard of thousands of samples (never one file per sample), written atomically
+by independent processes. Every file's SHA-256 is recorded, so truncation or damage is named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from potstill.engine.checkpoint import atomic_write
+from potstill.errors import PotstillError
+
+MANIFEST, PLAN, VIEWS = "manifest.json", "plan.json", "views.npy"
+OWN_FILE = re.compile(r"^(manifest\.json|plan\.json|views\.npy|shard-\d{5}(-\d+\.npy|\.json))$")
+
+
+def shard_count(layout: dict[str, Any]) -> int:
+    return -(-layout["num_samples"] // layout["shard_size"])
+
+
+def shard_range(layout: dict[str, Any], shard: int) -> tuple[int, int]:
+    start = shard * layout["shard_size"]
+    return start, min(start + layout["shard_size"], layout["num_samples"])
+
+
+def shard_json(folder: Path, shard: int) -> Path:
+    return folder / f"shard-{shard:05d}.json"
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    return {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_array(path: Path, array: np.ndarray) -> dict[str, Any]:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    atomic_write(path, buffer.getvalue())
+    return file_entry(path)
+
+
+def write_shard(folder: Path, shard: int, layout: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Each field's array, then the shard's record (the record's presence marks it finished)."""
+    start, end = shard_range(layout, shard)
+    files = {name: write_array(folder / f"shard-{shard:05d}-{number}.npy", arrays[name]) for number, name in enumerate(layout["fields"])}
+    atomic_write(shard_json(folder, shard), json.dumps({"shard": shard, "start": start, "end": end, "files": files}))
+
+
+def problem(folder: Path, entry: dict[str, Any]) -> str | None:
+    """Why a recorded file is not intact, or None."""
+    path = folder / entry["name"]
+    if not path.is_file():
+        return f"{entry['name']} is missing"
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        return f"{entry['name']} is truncated or altered ({size} bytes, expected {entry['bytes']})"
+    if sha256_file(path) != entry["sha256"]:
+        return f"{entry['name']} is corrupted (SHA-256 differs from the one recorded when it was written)"
+    return None
+
+
+def finished_shard(folder: Path, shard: int) -> dict[str, Any] | None:
+    """The shard's record if the shard was finished and all its files are intact."""
+    record = read_json(shard_json(folder, shard))
+    if record is None or any(problem(folder, entry) for entry in record.get("files", {}).values()):
+        return None
+    return record
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # a damaged record: the shard is rebuilt / the cache reported as damaged
+    return value if isinstance(value, dict) else None
+
+
+def read_array(path: Path) -> np.ndarray | None:
+    """A whole .npy file, or None when it is missing or unreadable."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+
+
+def foreign_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not OWN_FILE.match(p.name) and not p.name.startswith("."))
+
+
+def clear(folder: Path) -> None:
+    """Remove a cache's own files (never anything else in the folder)."""
+    for path in folder.iterdir():
+        if OWN_FILE.match(path.name):
+            path.unlink()
+
+
+def load_array(folder: Path, entry: dict[str, Any], mmap: bool) -> np.ndarray:
+    try:
+        return np.load(folder / entry["name"], mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise PotstillError(f"teacher cache {folder}: cannot read {entry['name']} ({error}); rebuild it with potstill cache build") from error
+
+
+def to_torch(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
