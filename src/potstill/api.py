@@ -71,8 +71,12 @@ def _recipe(overrides: dict[str, Any]) -> Recipe:
         "label_smoothing": "train", "grad_clip": "train", "loss": "distill", "temperature": "distill",
         "alpha": "distill", "beta": "distill", "loss_args": "distill", "schedule": "distill", "baseline": "distill",
         "batch_size": "data", "hflip": "data", "crop_padding": "data", "refine_epochs": "refine", "refine_lr": "refine",
+        "cache": "distill", "engine": "top",
     }
     for key, value in overrides.items():
+        if placement.get(key) == "top":
+            top[key] = value
+            continue
         if key not in placement:
             raise PotstillError(f"distill() got an unknown argument '{key}'; accepted: {', '.join(sorted(placement))}")
         sections[placement[key]][key.removeprefix("refine_")] = value
@@ -110,7 +114,8 @@ def distill(
 
     settings: epochs, lr, optimizer, weight_decay, scheduler, label_smoothing, grad_clip, loss,
     temperature, alpha, beta, loss_args, schedule, baseline, batch_size, hflip, crop_padding,
-    refine_epochs, refine_lr, seed, device. They mean what the recipe keys of the same names mean.
+    refine_epochs, refine_lr, seed, device, cache (distill.cache, e.g. {"enabled": False}), engine
+    (e.g. {"precision": "bf16"}). They mean what the recipe keys of the same names mean.
     """
     runner = _runner(settings, teacher, train_data, test_data, run_dir, quiet)
     device = runner.bench.device

@@ -59,7 +59,7 @@ def preflight(recipe: Recipe, command: str) -> None:
     DATASETS.get(recipe.data.name)
     DATASETS.check_kwargs(recipe.data.name, recipe.data.args, where="data.args")
     terms = build_terms(recipe.distill, recipe.train.epochs) if command == "distill" else []
-    if command == "distill" and recipe.distill.cache.enabled and not needs_teacher(terms):
+    if command == "distill" and recipe.distill.cache.enabled is True and not needs_teacher(terms):
         raise PotstillError("distill.cache: no loss term of this recipe uses a teacher, so there is nothing to cache; set distill.cache.enabled: false")
     if recipe.teacher is None and (command == "train" or needs_teacher(terms)):
         raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
@@ -230,7 +230,7 @@ class Runner:
     def teacher_cache(self, teacher: nn.Module, terms: list[WeightedTerm]) -> TeacherCache | None:
         """Build (or finish, or check) the recipe's teacher-output cache and open it."""
         spec = self.recipe.distill.cache
-        if not spec.enabled:
+        if not self.cache_wanted(terms):
             return None
         job = self.cache_job(teacher, terms, cache_folder(spec, self.run.path))
         self.build_cache(job)
@@ -242,6 +242,14 @@ class Runner:
             f"{info['bytes']['total'] / 2**20:.1f} MiB, read from {info['load']}"
         )
         return cache
+
+    def cache_wanted(self, terms: list[WeightedTerm]) -> bool:
+        """enabled: auto caches exactly where the cache changes nothing but the cost: every view of
+        a sample is the plain image and the terms need only the teacher's logits."""
+        enabled, data = self.recipe.distill.cache.enabled, self.recipe.data
+        if enabled != "auto":
+            return enabled
+        return not (data.hflip or data.crop_padding) and not tapped(terms, "teacher")
 
     def cache_job(self, teacher: nn.Module, terms: list[WeightedTerm], folder: Path) -> CacheJob:
         taps = tapped(terms, "teacher")

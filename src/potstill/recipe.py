@@ -121,7 +121,10 @@ class TermSpec:
 
 @dataclass
 class CacheSpec:
-    enabled: bool = option(False, "run the teacher once over the training set and reuse its outputs (distillation at student-alone cost)")
+    enabled: Union[bool, Literal["auto"]] = option(
+        "auto", "run the teacher once over the training set and reuse its outputs (distillation at about student-alone cost); "
+        "auto = on where that changes nothing: a frozen teacher, no random augmentation, logit-only losses",
+    )
     path: Optional[str] = option(None, "cache folder; null = teacher_cache inside the run folder")
     views: int = option(
         1, "augmented views cached per sample (with data.hflip / crop_padding); more views = less overfitting to a fixed teacher, more build time",
@@ -208,7 +211,9 @@ class Recipe:
 
     def check(self) -> list[str]:
         cache, data = self.distill.cache, self.data
-        if cache.enabled and cache.views > 1 and not (data.hflip or data.crop_padding):
+        if cache.views > 1 and cache.enabled is not True:
+            return ["distill.cache.views: more than one view needs distill.cache.enabled: true (auto caches only unaugmented data)"]
+        if cache.views > 1 and not (data.hflip or data.crop_padding):
             return [
                 f"distill.cache.views: {cache.views} views, but data has no random augmentation (hflip, crop_padding), "
                 "so every view is the same image; set views: 1 or turn augmentation on"

@@ -15,7 +15,7 @@ from tests.conftest import tiny_recipe
 
 def setup(**changes):
     """(recipe, workbench, teacher) for synthetic 8x8 data with flips and crops."""
-    settings = {"data__crop_padding": 1, "distill__cache__views": 3, "distill__cache__shard_size": 150} | changes
+    settings = {"data__crop_padding": 1, "distill__cache__enabled": True, "distill__cache__views": 3, "distill__cache__shard_size": 150} | changes
     recipe = config.validate(tiny_recipe(**settings), Recipe)
     bench = open_workbench(recipe)
     teacher = build_model(recipe.teacher.model, bench, "teacher", seed=0)

@@ -96,7 +96,7 @@ def test_different_training_data_is_named(built, tmp_path):
 
 
 def test_truncated_and_corrupted_shards_are_named_and_repaired(built):
-    cache_job, manifest, _ = built
+    cache_job, _, _ = built
     folder = cache_job.folder
     good = {name: (folder / name).read_bytes() for name in ("shard-00000-0.npy", "shard-00002-0.npy")}
     data = good["shard-00000-0.npy"]
@@ -142,7 +142,7 @@ def test_parallel_workers_write_the_same_bytes(tmp_path):
     one = build(job(tmp_path / "one", recipe, bench, teacher))
     two = build(job(tmp_path / "two", recipe, bench, teacher, workers=2))
     assert two["build"]["workers"] == 2
-    sums = lambda m: [[f["sha256"] for f in s["files"].values()] for s in m["shards"]]  # noqa: E731
+    sums = lambda m: [[f["sha256"] for f in s["files"].values()] for s in m["shards"]]
     assert sums(one) == sums(two)
 
 

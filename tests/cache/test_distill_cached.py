@@ -10,8 +10,10 @@ from potstill import config
 from potstill.cache import TeacherCache, build
 from potstill.cli.main import main
 from potstill.engine.checkpoint import save_tensors
+from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.knowledge.wiring import build_terms
+from potstill.pipeline import Runner
 from potstill.recipe import Recipe
 from potstill.schemes import OfflineDistillation
 from tests.cache.helpers import job, setup
@@ -30,11 +32,9 @@ def test_the_teacher_does_not_run_while_the_student_trains(tmp_path):
         if stage == "student":
             per_epoch.append(calls[0])
 
-    from potstill.pipeline import Runner  # a teacher handed in from Python, so its calls can be counted
-    from potstill.engine.progress import Reporter
     parsed = config.validate(recipe, Recipe)
     runner = Runner(parsed, RunDir(tmp_path / "run"), Reporter(quiet=True), callbacks=[count])
-    teacher = runner.teacher_skeleton()
+    teacher = runner.teacher_skeleton()  # handed in from Python, so its calls can be counted
     teacher.register_forward_hook(lambda *args: calls.__setitem__(0, calls[0] + 1))
     summary = runner.run_distill(teacher=teacher)
     assert len(set(per_epoch)) == 1 and len(per_epoch) == 3  # no teacher pass between student epochs

@@ -23,8 +23,20 @@ from torch import nn
 from potstill.cache import codec
 from potstill.cache.fingerprint import FORMAT, differences
 from potstill.cache.store import (
-    MANIFEST, PLAN, VIEWS, clear, file_entry, finished_shard, foreign_files, read_array, read_json, shard_count, shard_json,
-    shard_range, write_array, write_shard,
+    MANIFEST,
+    PLAN,
+    VIEWS,
+    clear,
+    file_entry,
+    finished_shard,
+    foreign_files,
+    read_array,
+    read_json,
+    shard_count,
+    shard_json,
+    shard_range,
+    write_array,
+    write_shard,
 )
 from potstill.data import ArrayData, Augment
 from potstill.data.arrays import to_unit_float

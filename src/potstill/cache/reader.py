@@ -10,7 +10,7 @@ import torch
 
 from potstill.cache import codec
 from potstill.cache.fingerprint import differences
-from potstill.cache.store import MANIFEST, VIEWS, load_array, problem, read_json, to_torch
+from potstill.cache.store import MANIFEST, load_array, problem, read_json, to_torch
 from potstill.errors import PotstillError
 
 MEMORY_LIMIT = 2 << 30  # load: auto keeps caches up to 2 GiB on the device

@@ -21,9 +21,9 @@ from potstill.engine.checkpoint import guarded, load_training_state, save_tensor
 from potstill.engine.optim import build_optimizer, build_scheduler
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
+from potstill.engine.speed import Stopwatch, autocast
 from potstill.engine.task import Task
 from potstill.errors import PotstillError
-from potstill.engine.speed import Stopwatch, autocast
 from potstill.recipe import EngineSpec, TrainSpec
 
 # called after each epoch's checkpoint: (stage name, epochs done, the epoch's record)
