@@ -63,9 +63,11 @@ DEVICE = torch.device("cpu")
 class ImageDataset(Dataset):
     """uint8 images (N, C, H, W) -> normalised float samples, one at a time, with an optional flip."""
 
-    def __init__(self, data, mean, std, hflip: bool) -> None:
+    def __init__(self, data, mean, std, hflip: bool, crop_padding: int = 0) -> None:
         self.inputs, self.targets = data.inputs, data.targets
         steps = [transforms.RandomHorizontalFlip()] if hflip else []
+        if crop_padding:
+            steps.append(transforms.RandomCrop(tuple(data.inputs.shape[2:]), padding=crop_padding))
         self.transform = transforms.Compose([*steps, transforms.Normalize(mean, std)])
 
     def __len__(self) -> int:
@@ -94,6 +96,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--beta", type=float, default=0.5, help="T^2-scaled KL weight")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hflip", action="store_true")
+    parser.add_argument("--crop-padding", type=int, default=0, help="random crop after zero padding (0 = off)")
     parser.add_argument("--out", type=Path, required=True)
     return parser.parse_args()
 
@@ -222,7 +225,7 @@ def main() -> None:
     seed_everything(args.seed)
     splits = load_dataset(args.dataset, train_size=args.train_size, seed=args.seed)
     datasets = {
-        "train": ImageDataset(splits.train, splits.mean, splits.std, hflip=args.hflip),
+        "train": ImageDataset(splits.train, splits.mean, splits.std, hflip=args.hflip, crop_padding=args.crop_padding),
         "test": ImageDataset(splits.test, splits.mean, splits.std, hflip=False),
     }
     steps_per_epoch = math.ceil(len(datasets["train"]) / args.batch_size)  # drop_last is off

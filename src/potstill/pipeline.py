@@ -121,6 +121,11 @@ class Runner:
         if self.resume and self.load_finished(name, task):
             return task.model
         seed, engine = self.recipe.seed, self.recipe.engine
+        if engine.compile and getattr(task, "tapped_layers", []):
+            raise PotstillError(
+                f"engine.compile: the loss terms hook layers ({', '.join(task.tapped_layers)}) on every step, which "
+                "would recompile the model each time; use compile with logit-only losses, or set engine.compile: false"
+            )
         for model in (task.model, getattr(task, "teacher", None)):
             if model is not None:
                 prepare_model(model, engine)

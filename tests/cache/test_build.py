@@ -2,14 +2,21 @@
 anything changed is named, damage is found, and a killed build resumes."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from potstill.cache import TeacherCache, build
+from potstill.engine.checkpoint import save_tensors
 from potstill.errors import PotstillError
 from tests.cache.helpers import job, nudge, setup
+from tests.conftest import tiny_recipe, write_recipe
 
 
 @pytest.fixture
@@ -171,3 +178,28 @@ def test_a_damaged_manifest_is_reported(built):
     assert build(cache_job)["build"]["shards_built"] == 0  # shards intact: only the manifest is rewritten
     assert TeacherCache(cache_job.folder, fingerprint=cache_job.fingerprint).views.shape[1] == 3
     assert np.load(cache_job.folder / "views.npy").shape == (320, 3, 3)
+
+
+def test_a_build_killed_with_sigkill_resumes_from_its_finished_shards(tmp_path):
+    """SIGKILL `potstill cache build` after its first shard, build again, compare with a clean build."""
+    teacher = tmp_path / "teacher.safetensors"
+    save_tensors(teacher, setup()[2].state_dict(), {})
+    recipe = tiny_recipe(teacher__checkpoint=str(teacher), data__args={"num_samples": 6000},
+                         data__crop_padding=1, distill__cache={"enabled": True, "views": 4, "shard_size": 16})
+    path = write_recipe(tmp_path, recipe)
+    command = [sys.executable, "-m", "potstill.cli.main", "cache", "build", str(path), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run(command + ["--out", str(tmp_path / "whole")], check=True, env=env)
+
+    process = subprocess.Popen(command + ["--out", str(tmp_path / "cut")], env=env)
+    first = tmp_path / "cut" / "shard-00000.json"
+    deadline = time.time() + 120
+    while not first.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and not (tmp_path / "cut" / "manifest.json").exists()
+    subprocess.run(command + ["--out", str(tmp_path / "cut")], check=True, env=env)
+    whole, cut = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("whole", "cut"))
+    assert 1 <= cut["build"]["shards_kept"] < len(cut["shards"])
+    assert [s["files"] for s in whole["shards"]] == [s["files"] for s in cut["shards"]]  # same bytes

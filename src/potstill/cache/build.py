@@ -65,7 +65,7 @@ class CacheJob:
     dtype: torch.dtype
     shard_size: int
     workers: int
-    batch_size: int
+    batch_size: int  # the training batch size: per image, large CPU batches run slower (cache misses)
     device: torch.device
     fingerprint: dict[str, Any]
 

@@ -36,6 +36,6 @@ def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[st
     return CacheJob(
         folder=folder, teacher=teacher, taps=list(taps), data=train, mean=bench.splits.mean, std=bench.splits.std,
         augment=augment, views=spec.views, view_seed=spec.view_seed, top_k=spec.top_k, dtype=DTYPES[spec.dtype],
-        shard_size=spec.shard_size, workers=spec.workers, batch_size=data.eval_batch_size, device=bench.device,
+        shard_size=spec.shard_size, workers=spec.workers, batch_size=data.batch_size, device=bench.device,
         fingerprint=print_,
     )

@@ -74,6 +74,12 @@ class OfflineDistillation(Task):
     def model(self) -> nn.Module:
         return self.module["student"]
 
+    @property
+    def tapped_layers(self) -> list[str]:
+        """Every hooked layer, student's and teacher's (none when the terms use only logits)."""
+        teacher = self.teacher_taps.names if self.teacher_taps is not None and self.cache is None else []
+        return self.student_taps.names + teacher
+
     def teacher_outputs(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with self.timed("teacher"):
             if self.cache is not None:

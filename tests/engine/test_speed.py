@@ -1,0 +1,59 @@
+"""Engine speed settings: bf16 autocast, channels_last and torch.compile run and train; the
+stopwatch shows the teacher's share of a step."""
+
+import time
+
+import pytest
+import torch
+
+from potstill.engine.run import RunDir
+from potstill.engine.speed import Stopwatch
+from potstill.errors import PotstillError
+from tests.conftest import tiny_recipe
+from tests.engine.test_resume import run_recipe, weights
+
+CNN_STUDENT = {"name": "small_cnn", "args": {"channels": [4], "hidden": 8}}
+
+
+def test_stopwatch_adds_up_sections_and_resets_on_read():
+    clock = Stopwatch(torch.device("cpu"))
+    for _ in range(3):
+        with clock.section("teacher"):
+            time.sleep(0.01)
+    totals = clock.read()
+    assert list(totals) == ["teacher"] and 0.03 <= totals["teacher"] < 0.5
+    assert clock.read() == {}
+
+
+def test_bf16_and_channels_last_train_and_log_teacher_time(tmp_path):
+    recipe = tiny_recipe(engine={"precision": "bf16", "channels_last": True}, train__epochs=2)
+    recipe["student"] = CNN_STUDENT
+    summary = run_recipe(tmp_path / "run", recipe)
+    records = [r for r in RunDir(tmp_path / "run").records() if r["stage"] == "student"]
+    assert all(0 < r["teacher_ms"] < r["step_ms"] for r in records)  # augmented data: the teacher runs online
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records)
+    assert {row["role"] for row in summary["models"]} >= {"student", "baseline"}
+
+
+def test_bf16_changes_the_numbers_only_by_rounding(tmp_path):
+    plain = tiny_recipe(train__epochs=1, distill__baseline=False)
+    run_recipe(tmp_path / "fp32", plain)
+    run_recipe(tmp_path / "bf16", plain | {"engine": {"precision": "bf16"}})
+    a, b = weights(tmp_path / "fp32", "student"), weights(tmp_path / "bf16", "student")
+    assert all(torch.allclose(a[k], b[k], atol=0.05) for k in a)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_compiled_student_trains_like_the_eager_one(tmp_path):
+    plain = tiny_recipe(train__epochs=1, distill__baseline=False)
+    run_recipe(tmp_path / "eager", plain)
+    run_recipe(tmp_path / "compiled", plain | {"engine": {"compile": True}})
+    a, b = weights(tmp_path / "eager", "student"), weights(tmp_path / "compiled", "student")
+    assert a.keys() == b.keys()  # in-place compile: the exported names do not change
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+
+
+def test_compile_with_hooked_layers_is_refused(tmp_path):
+    recipe = tiny_recipe(engine={"compile": True}, distill__terms=[{"loss": "rkd"}])
+    with pytest.raises(PotstillError, match="engine.compile: the loss terms hook layers"):
+        run_recipe(tmp_path / "run", recipe)
