@@ -129,6 +129,8 @@ class Runner:
         for model in (task.model, getattr(task, "teacher", None)):
             if model is not None:
                 prepare_model(model, engine)
+        if engine.compile:
+            task.compile()
         torch.manual_seed(seed)
         loader = self.bench.train_loader(seed, views=views, channels_last=engine.channels_last)
         stage = Stage(name, task, spec, loader, evaluate or self.bench.evaluate, seed, self.callbacks, engine)

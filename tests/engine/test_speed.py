@@ -44,13 +44,19 @@ def test_bf16_changes_the_numbers_only_by_rounding(tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
-def test_compiled_student_trains_like_the_eager_one(tmp_path):
-    plain = tiny_recipe(train__epochs=1, distill__baseline=False)
-    run_recipe(tmp_path / "eager", plain)
-    run_recipe(tmp_path / "compiled", plain | {"engine": {"compile": True}})
+def test_compiled_teacher_and_student_train_like_the_eager_ones(tmp_path):
+    # no dropout anywhere: compiled dropout draws its masks from another random stream
+    plain = tiny_recipe(train__epochs=1, distill__baseline=False, teacher__model__args={"channels": [8], "hidden": 16, "dropout": 0.0})
+    eager = run_recipe(tmp_path / "eager", plain)
+    compiled = run_recipe(tmp_path / "compiled", plain | {"engine": {"compile": True}})
+    for stage in ("teacher", "student"):
+        a, b = weights(tmp_path / "eager", stage), weights(tmp_path / "compiled", stage)
+        assert a.keys() == b.keys()  # the compiled callables live in the task: exported names do not change
+    # the MLP student matches closely; the teacher's conv bias before BatchNorm (zero gradient in exact
+    # arithmetic, cancelled by the BN) drifts with rounding, so the teacher is compared by its predictions
     a, b = weights(tmp_path / "eager", "student"), weights(tmp_path / "compiled", "student")
-    assert a.keys() == b.keys()  # in-place compile: the exported names do not change
-    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
+    assert all(torch.allclose(a[k], b[k], atol=1e-3) for k in a)  # measured: max difference 2e-4
+    assert [row["test_acc"] for row in eager["models"]] == [row["test_acc"] for row in compiled["models"]]
 
 
 def test_compile_with_hooked_layers_is_refused(tmp_path):

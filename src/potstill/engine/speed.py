@@ -24,11 +24,9 @@ def autocast(engine: EngineSpec, device: torch.device) -> contextlib.AbstractCon
 
 
 def prepare_model(model: nn.Module, engine: EngineSpec) -> nn.Module:
-    """channels_last and in-place torch.compile (state_dict keys stay unchanged)."""
+    """channels_last memory format (torch.compile is applied by the Task: `Task.compile`)."""
     if engine.channels_last:
         model.to(memory_format=torch.channels_last)
-    if engine.compile:
-        model.compile()
     return model
 
 

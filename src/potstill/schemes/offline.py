@@ -33,11 +33,12 @@ def tapped(terms: list[WeightedTerm], role: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def frozen_forward(teacher: nn.Module, taps: Taps, inputs: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The teacher's logits and tapped features, never tracked by autograd."""
+def frozen_forward(teacher: nn.Module, taps: Taps, inputs: torch.Tensor, forward=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The teacher's logits and tapped features, never tracked by autograd. `forward`: the
+    teacher's compiled form, if any."""
     teacher.eval()  # the loop calls module.train(); the teacher is not part of it
     with torch.inference_mode(), taps.capture() as features:
-        logits = teacher(inputs)
+        logits = (forward or teacher)(inputs)
     # clone() outside inference mode makes normal tensors that autograd may save for backward
     return logits.clone(), {name: value.clone() for name, value in features.items()}
 
@@ -74,6 +75,10 @@ class OfflineDistillation(Task):
     def model(self) -> nn.Module:
         return self.module["student"]
 
+    def models_to_compile(self) -> list[nn.Module]:
+        online_teacher = self.teacher is not None and self.cache is None
+        return [self.model, self.teacher] if online_teacher else [self.model]
+
     @property
     def tapped_layers(self) -> list[str]:
         """Every hooked layer, student's and teacher's (none when the terms use only logits)."""
@@ -84,7 +89,8 @@ class OfflineDistillation(Task):
         with self.timed("teacher"):
             if self.cache is not None:
                 return self.cache.outputs(batch["index"], batch["view"])
-            return frozen_forward(self.teacher, self.teacher_taps, batch["input"])
+            forward = (self.compiled or {}).get(id(self.teacher))
+            return frozen_forward(self.teacher, self.teacher_taps, batch["input"], forward)
 
     def step(self, batch: Batch, progress: float) -> StepResult:
         weights = {"ce": self.alpha} | {term.name: term.weight_at(progress) for term in self.terms}
@@ -93,7 +99,7 @@ class OfflineDistillation(Task):
         needs_teacher = any(type(term.loss).needs_teacher for term in active)
         teacher_logits, teacher_features = self.teacher_outputs(batch) if needs_teacher else (None, {})
         with self.student_taps.capture() as student_features:
-            logits = self.model(batch["input"])
+            logits = self.run(self.model, batch["input"])
         terms = {}
         if self.alpha > 0 or not active:  # alpha 0 (FitNets' hint stage): no CE, so the classifier gets no gradient
             terms["ce"] = self.alpha * hard_label_loss(logits, batch["target"], self.label_smoothing)
