@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test bench docs clean
+.PHONY: install demo test bench bench-speed docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/kd_seeds.py --recipe recipes/fmnist/kd_cnn_to_mlp.yaml \
 		--teacher-recipe recipes/fmnist/teacher_cnn.yaml
+
+# What distillation costs: student alone vs online KD vs cached KD (1/2/8 views, top-5), 3 seeds;
+# torchdistill too when its sibling venv exists (benchmarks/peers/README.md). ~35 min on 2 cores.
+bench-speed: install
+	$(BIN)/python benchmarks/speed.py --teacher runs/fmnist_teacher_cnn/teacher/model.safetensors \
+		--epochs 5 --seeds 0 1 2 --views 1 2 8 --set data.crop_padding=2
 
 docs: install
 	$(BIN)/python -m potstill.cli.docs > docs/recipes.md

@@ -3,7 +3,7 @@ on synthetic CIFAR-shaped data (3x32x32, 100 classes): student alone, online-tea
 KD, each in fp32 and bf16, with and without channels_last.
 
     python benchmarks/throughput.py                  # on the GPU when there is one, else the CPU
-    python benchmarks/throughput.py --steps 8 --device cpu
+    python benchmarks/throughput.py --steps 4 --device cpu --precisions fp32   # CPUs without bf16 units
 
 Each configuration is one `potstill distill` run in its own process; images/s = batch size ÷ the
 mean `step_ms` of the last epoch (the first epoch is warm-up). The teacher has random weights:
@@ -53,7 +53,8 @@ def run_config(args: argparse.Namespace, teacher: Path, name: str, overrides: li
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
         sys.exit(f"{name} failed:\n{done.stderr[-2000:]}")
-    return {"alone": images_per_second(run, "baseline", args.batch), "kd": images_per_second(run, "student", args.batch)}
+    alone = "--set=distill.baseline=false" not in command
+    return {"alone": images_per_second(run, "baseline", args.batch) if alone else None, "kd": images_per_second(run, "student", args.batch)}
 
 
 def main() -> None:
@@ -61,6 +62,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="training steps per epoch")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--layouts", nargs="+", default=["contiguous", "channels_last"], choices=["contiguous", "channels_last"])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / f"bench_throughput_{time.strftime('%Y%m%d-%H%M%S')}")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -78,8 +81,8 @@ def main() -> None:
           f"torch {torch.__version__}, batch {args.batch}, {args.steps} steps per epoch, images/s of the second epoch; time = step time ÷ student alone")
     print(f"{'precision':<10} {'layout':<14} {'alone':>8} {'online KD':>10} {'cached KD':>10} {'online time':>12} {'cached time':>12}")
     results = {}
-    for precision in ("fp32", "bf16"):
-        for layout in ("contiguous", "channels_last"):
+    for precision in args.precisions:
+        for layout in args.layouts:
             engine = [f"engine.precision={precision}", f"engine.channels_last={str(layout == 'channels_last').lower()}"]
             name = f"{precision}_{layout}"
             online = run_config(args, teacher, f"{name}_online", engine)

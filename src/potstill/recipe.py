@@ -127,7 +127,8 @@ class CacheSpec:
     )
     path: Optional[str] = option(None, "cache folder; null = teacher_cache inside the run folder")
     views: int = option(
-        1, "augmented views cached per sample (with data.hflip / crop_padding); more views = less overfitting to a fixed teacher, more build time",
+        1, "augmented views cached per sample (with data.hflip / crop_padding; view 0 is the plain image, so 1 = no augmentation); "
+        "more views = less overfitting to a fixed teacher, more build time",
         min=1, max=255,
     )
     view_seed: int = option(0, "seed of the fixed bank of views (view 0 is always the plain image)")

@@ -171,7 +171,8 @@ def compute_shard(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, sha
 
 
 def run_shards(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, todo: list[int], on_shard: ShardCallback | None) -> None:
-    workers = min(job.workers, len(todo))
+    # forked processes cannot use a CUDA context made before the fork; a GPU build runs in-process
+    workers = 1 if job.device.type == "cuda" else min(job.workers, len(todo))
     if workers <= 1:
         for shard in todo:
             write_shard(job.folder, shard, layout, compute_shard(job, layout, bank, shard))
@@ -217,5 +218,5 @@ def assemble(job: CacheJob, plan: dict[str, Any], seconds: float, built: list[in
             },
         },
         "build": {"seconds": round(seconds, 3), "shards_built": len(built), "shards_kept": len(records) - len(built),
-                  "workers": min(job.workers, max(len(built), 1)), "device": str(job.device)},
+                  "workers": 1 if job.device.type == "cuda" else min(job.workers, max(len(built), 1)), "device": str(job.device)},
     }
