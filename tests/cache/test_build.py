@@ -116,7 +116,10 @@ def test_truncated_and_corrupted_shards_are_named_and_repaired(built):
     with pytest.raises(PotstillError, match="shard-00002-0.npy is corrupted") as error:
         TeacherCache(folder)
     assert "potstill cache build" in str(error.value)
-    repaired = build(cache_job)
+    said = []
+    repaired = build(cache_job, progress=said.append)
+    assert any("shard-00000-0.npy is truncated or altered" in line and "rebuilding shard 0" in line for line in said)
+    assert any("shard-00002-0.npy is corrupted" in line for line in said)
     assert repaired["build"]["shards_built"] == 2 and repaired["build"]["shards_kept"] == 1
     assert all((folder / name).read_bytes() == content for name, content in good.items())
 

@@ -34,6 +34,7 @@ from potstill.cache.store import (
     read_json,
     shard_count,
     shard_json,
+    shard_problems,
     shard_range,
     write_array,
     write_shard,
@@ -83,6 +84,10 @@ def build(job: CacheJob, rebuild: bool = False, progress: Callable[[str], None] 
     guarded(lambda: atomic_write(folder / PLAN, json.dumps(plan, indent=1)), folder / PLAN)
     bank = ensure_view_bank(job)
     todo = [shard for shard in range(shard_count(layout)) if finished_shard(folder, shard) is None]
+    for shard in todo:  # finished once, damaged since: say so before rebuilding it
+        record = read_json(shard_json(folder, shard))
+        if record is not None and progress:
+            progress(f"cache: {'; '.join(shard_problems(folder, record))}; rebuilding shard {shard}")
     current = read_json(folder / MANIFEST)
     if not todo and current is not None and all(current.get(k) == v for k, v in plan.items()):
         return current  # up to date: keep the original build statistics

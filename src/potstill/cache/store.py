@@ -86,9 +86,13 @@ def problem(folder: Path, entry: dict[str, Any]) -> str | None:
 def finished_shard(folder: Path, shard: int) -> dict[str, Any] | None:
     """The shard's record if the shard was finished and all its files are intact."""
     record = read_json(shard_json(folder, shard))
-    if record is None or any(problem(folder, entry) for entry in record.get("files", {}).values()):
+    if record is None or shard_problems(folder, record):
         return None
     return record
+
+
+def shard_problems(folder: Path, record: dict[str, Any]) -> list[str]:
+    return [text for text in (problem(folder, entry) for entry in record.get("files", {}).values()) if text]
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
