@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from potstill.config import apply_overrides, load, load_yaml_file, reference
@@ -40,6 +39,24 @@ def test_malformed_override_names_it_and_the_expected_form(override: str) -> Non
 def test_override_cannot_descend_into_a_scalar() -> None:
     with pytest.raises(PotstillError, match="'distill.temperature' holds the number 4.0, not a mapping"):
         apply_overrides({"distill": {"temperature": 4.0}}, ["distill.temperature.x=1"])
+
+
+def test_override_indexes_lists_by_position() -> None:
+    data = {"distill": {"terms": [{"loss": "at"}, {"loss": "crd", "weight": 0.8}], "milestones": [3, 6]}}
+    result = apply_overrides(data, ["distill.terms.1.weight=0.5", "distill.terms.0.loss=fitnet", "distill.milestones.1=7"])
+    assert result["distill"] == {"terms": [{"loss": "fitnet"}, {"loss": "crd", "weight": 0.5}], "milestones": [3, 7]}
+    assert data["distill"]["terms"][0]["loss"] == "at"  # the input is not changed
+
+
+@pytest.mark.parametrize("override", ["distill.terms.2.loss=kd", "distill.terms.first.loss=kd", "distill.terms.-1.loss=kd"])
+def test_override_with_a_bad_list_index_names_the_valid_range(override: str) -> None:
+    with pytest.raises(PotstillError, match=r"'distill.terms' is a list of 2 item\(s\); index it with 0..1"):
+        apply_overrides({"distill": {"terms": [{"loss": "at"}, {"loss": "crd"}]}}, [override])
+
+
+def test_override_cannot_descend_into_a_scalar_list_item() -> None:
+    with pytest.raises(PotstillError, match="'milestones.0' holds the integer 3, not a mapping"):
+        apply_overrides({"milestones": [3]}, ["milestones.0.x=1"])
 
 
 def test_override_with_invalid_yaml_value() -> None:

@@ -52,16 +52,34 @@ def parse_override(override: str) -> tuple[list[str], Any]:
 
 
 def _set_key(data: dict[str, Any], keys: list[str], value: Any, override: str) -> None:
-    node: MutableMapping[Any, Any] = data
+    """Walk mappings by key and lists by index (`distill.terms.0.loss`), then set the last key."""
+    node: Any = data
     for depth, key in enumerate(keys[:-1]):
+        section = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            node = node[_index(node, key, ".".join(keys[:depth]), override)]
+            if not isinstance(node, MutableMapping):
+                raise PotstillError(f"cannot apply override {override!r}: '{section}' holds {value_words(node)}, not a mapping of keys")
+            continue
         child = node.get(key)
         if child is None:  # absent, or `key: null` in the file: start a new section
             child = node[key] = {}
-        elif not isinstance(child, MutableMapping):
-            section = ".".join(keys[: depth + 1])
+        elif not isinstance(child, (MutableMapping, list)):
             raise PotstillError(
                 f"cannot apply override {override!r}: '{section}' holds {value_words(child)}, "
                 f"not a mapping of keys"
             )
         node = child
-    node[keys[-1]] = value
+    if isinstance(node, list):
+        node[_index(node, keys[-1], ".".join(keys[:-1]), override)] = value
+    else:
+        node[keys[-1]] = value
+
+
+def _index(items: list[Any], key: str, section: str, override: str) -> int:
+    if not key.isdigit() or int(key) >= len(items):
+        raise PotstillError(
+            f"cannot apply override {override!r}: '{section}' is a list of {len(items)} item(s); "
+            f"index it with 0..{len(items) - 1}, e.g. {section}.0.key=value"
+        )
+    return int(key)
