@@ -67,7 +67,7 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
             record.update(stage.evaluate(stage.task.model))
             run.log(record)
             header = {"stage": stage.name, "epochs_done": epoch + 1}
-            guarded(lambda: save_training_state(checkpoint, module, optimizer, scheduler, header), checkpoint)
+            guarded(lambda header=header: save_training_state(checkpoint, module, optimizer, scheduler, header), checkpoint)
             reporter.epoch_end(describe(record, stage.spec.epochs))
             for callback in stage.callbacks:
                 callback(stage.name, epoch + 1, record)
