@@ -8,6 +8,7 @@ processes build disjoint shards in parallel, one CPU thread each.
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import time
@@ -69,6 +70,19 @@ class CacheJob:
     batch_size: int  # the training batch size: per image, large CPU batches run slower (cache misses)
     device: torch.device
     fingerprint: dict[str, Any]
+
+    @functools.cached_property
+    def teacher_taps(self) -> Taps:
+        return Taps(self.teacher, self.taps, "teacher")  # names checked and modules resolved once per build
+
+    @functools.cached_property
+    def normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, -1, 1, 1)
+        return torch.tensor(self.mean, device=self.device).view(shape), torch.tensor(self.std, device=self.device).view(shape)
+
+    def worker_count(self, shards: int) -> int:
+        # forked processes cannot use a CUDA context made before the fork; a GPU build runs in-process
+        return 1 if self.device.type == "cuda" else max(1, min(self.workers, shards))
 
 
 ShardCallback = Callable[[int], None]  # called with each finished shard's number
@@ -152,11 +166,10 @@ def ensure_view_bank(job: CacheJob) -> torch.Tensor:
 
 def teacher_pass(job: CacheJob, images: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The teacher's logits and taps for raw images shown in views `params` (B, 3)."""
-    device = job.device
-    x = job.augment.apply(to_unit_float(images.to(device)), params.to(device))
-    x = (x - torch.tensor(job.mean, device=device).view(1, -1, 1, 1)) / torch.tensor(job.std, device=device).view(1, -1, 1, 1)
+    mean, std = job.normalisation
+    x = (job.augment.apply(to_unit_float(images.to(job.device)), params.to(job.device)) - mean) / std
     job.teacher.eval()
-    with torch.inference_mode(), Taps(job.teacher, job.taps, "teacher").capture() as features:
+    with torch.inference_mode(), job.teacher_taps.capture() as features:
         logits = job.teacher(x).float()
     return logits, {name: features[name].to(job.dtype) for name in job.taps}
 
@@ -176,9 +189,8 @@ def compute_shard(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, sha
 
 
 def run_shards(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, todo: list[int], on_shard: ShardCallback | None) -> None:
-    # forked processes cannot use a CUDA context made before the fork; a GPU build runs in-process
-    workers = 1 if job.device.type == "cuda" else min(job.workers, len(todo))
-    if workers <= 1:
+    workers = job.worker_count(len(todo))
+    if workers == 1:
         for shard in todo:
             write_shard(job.folder, shard, layout, compute_shard(job, layout, bank, shard))
             if on_shard:
@@ -223,5 +235,5 @@ def assemble(job: CacheJob, plan: dict[str, Any], seconds: float, built: list[in
             },
         },
         "build": {"seconds": round(seconds, 3), "shards_built": len(built), "shards_kept": len(records) - len(built),
-                  "workers": 1 if job.device.type == "cuda" else min(job.workers, max(len(built), 1)), "device": str(job.device)},
+                  "workers": job.worker_count(len(built)), "device": str(job.device)},
     }

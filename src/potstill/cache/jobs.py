@@ -28,7 +28,7 @@ def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[st
     train = bench.splits.train
     views = {"count": spec.views, "seed": spec.view_seed, "hflip": data.hflip, "crop_padding": data.crop_padding}
     outputs = {"top_k": spec.top_k, "dtype": spec.dtype, "taps": list(taps)}
-    print_ = fingerprint(
+    stamp = fingerprint(
         teacher={"architecture": architecture}, teacher_state=teacher.state_dict(),
         data={"dataset": bench.splits.name, "mean": list(bench.splits.mean), "std": list(bench.splits.std)},
         inputs=train.inputs, targets=train.targets, views=views, outputs=outputs,
@@ -37,5 +37,5 @@ def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[st
         folder=folder, teacher=teacher, taps=list(taps), data=train, mean=bench.splits.mean, std=bench.splits.std,
         augment=augment, views=spec.views, view_seed=spec.view_seed, top_k=spec.top_k, dtype=DTYPES[spec.dtype],
         shard_size=spec.shard_size, workers=spec.workers, batch_size=data.batch_size, device=bench.device,
-        fingerprint=print_,
+        fingerprint=stamp,
     )

@@ -197,19 +197,19 @@ def cache_info(folder: Path, quiet: bool) -> int:
 
 def print_cache(folder: Path, manifest: dict) -> None:
     layout, size, build = manifest["layout"], manifest["bytes"], manifest.get("build", {})
-    print_ = manifest["fingerprint"]
+    stamp = manifest["fingerprint"]
     per_view = size["per_sample_view"]
     fields = ", ".join(f"{name} {tuple(f['shape'])} {f['dtype']}" for name, f in layout["fields"].items())
     lines = [
         f"teacher cache {folder} (intact: every file matches its SHA-256)",
         f"  samples x views  {layout['num_samples']} x {layout['views']} in {len(manifest['shards'])} shards",
         f"  fields           {fields}",
-        f"  bytes            {per_view['logits']} logits + {per_view['features']} features + {per_view['view']} view "
-        f"per sample-view; {size['total'] / 2**20:.2f} MiB in all",
-        f"  teacher          {print_['teacher']['architecture']['name']} weights {print_['teacher']['weights_sha256'][:12]}",
-        f"  data             {print_['data']['dataset']} {print_['data']['samples']} samples, content {print_['data']['content_sha256'][:12]}",
-        f"  views            {print_['views']}",
-        f"  last build       {build.get('seconds')} s, {build.get('shards_built')} shards built, {build.get('shards_kept')} kept, "
-        f"{build.get('workers')} worker(s) on {build.get('device')}",
+        (f"  bytes            {per_view['logits']} logits + {per_view['features']} features + {per_view['view']} view "
+         f"per sample-view; {size['total'] / 2**20:.2f} MiB in all"),
+        f"  teacher          {stamp['teacher']['architecture']['name']} weights {stamp['teacher']['weights_sha256'][:12]}",
+        f"  data             {stamp['data']['dataset']} {stamp['data']['samples']} samples, content {stamp['data']['content_sha256'][:12]}",
+        f"  views            {stamp['views']}",
+        (f"  last build       {build.get('seconds')} s, {build.get('shards_built')} shards built, {build.get('shards_kept')} kept, "
+         f"{build.get('workers')} worker(s) on {build.get('device')}"),
     ]
     print("\n".join(lines))
