@@ -32,7 +32,7 @@ from potstill.models import MODELS, create_model
 from potstill.recipe import ModelSpec, Recipe, TrainSpec
 from potstill.report import model_row, render_table, summarize
 from potstill.schedules import WeightSchedule
-from potstill.schemes import OfflineDistillation, Preparation
+from potstill.schemes import OfflineDistillation, Preparation, create_scheme, needs_teacher
 from potstill.schemes.offline import tapped
 from potstill.workbench import Workbench, resolve_device
 
@@ -58,24 +58,29 @@ def preflight(recipe: Recipe, command: str) -> None:
     """Check every name and argument the recipe uses before any data is read or model trained."""
     DATASETS.get(recipe.data.name)
     DATASETS.check_kwargs(recipe.data.name, recipe.data.args, where="data.args")
-    terms = build_terms(recipe.distill, recipe.train.epochs) if command == "distill" else []
-    if command == "distill" and recipe.distill.cache.enabled is True and not needs_teacher(terms):
-        raise PotstillError("distill.cache: no loss term of this recipe uses a teacher, so there is nothing to cache; set distill.cache.enabled: false")
-    if recipe.teacher is None and (command == "train" or needs_teacher(terms)):
+    if command == "train" and recipe.teacher is None:
         raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
     if recipe.teacher is not None:
         check_model_spec(recipe.teacher.model, "teacher")
         if recipe.teacher.checkpoint is not None and command == "distill":
             teacher_weights_file(recipe.teacher.checkpoint)
-    if command == "distill" and recipe.student is None:
+    if command != "distill":
+        return
+    terms = build_terms(recipe.distill, recipe.train.epochs)
+    if recipe.distill.cache.enabled is True and not needs_teacher(terms):
+        raise PotstillError("distill.cache: no loss term of this recipe uses a teacher, so there is nothing to cache; set distill.cache.enabled: false")
+    create_scheme(recipe.scheme.name, recipe.scheme.args).check(recipe, terms)
+    if recipe.student is None:
         raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
-    if command == "distill":
-        check_model_spec(recipe.student, "student")
-
-
-def needs_teacher(terms: list[WeightedTerm]) -> bool:
-    """False when every term has a virtual teacher (label smoothing as KD): no teacher section needed."""
-    return any(type(term.loss).needs_teacher for term in terms)
+    check_model_spec(recipe.student, "student")
+    spec = recipe.scheme
+    for key, models in (("peers", spec.peers), ("assistants", spec.assistants)):
+        for index, model in enumerate(models):
+            check_model_spec(model, f"scheme.{key}[{index}]")
+    for index, teacher in enumerate(spec.teachers):
+        check_model_spec(teacher.model, f"scheme.teachers[{index}]")
+        if teacher.checkpoint is not None:
+            teacher_weights_file(teacher.checkpoint)
 
 
 def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.Module:
@@ -108,6 +113,7 @@ class Runner:
         self.recipe, self.run, self.reporter, self.resume = recipe, run, reporter, resume
         self.callbacks = callbacks or []
         self.bench = bench or open_workbench(recipe)
+        self.roles: dict[str, dict[str, Any]] = {}  # report details of models a scheme adds (describe_role)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -172,40 +178,58 @@ class Runner:
         return self.finish([("teacher", teacher)])
 
     def run_distill(self, teacher: nn.Module | None = None, student: nn.Module | None = None) -> dict[str, Any]:
-        """Phases 1-3; `teacher`/`student` given from Python replace the recipe's models."""
-        recipe = self.recipe
+        """Phases 1-3 as the recipe's scheme arranges them; `teacher`/`student` given from Python
+        replace the recipe's models."""
         self.run.write_json("run.json", self.describe())
-        terms = build_terms(recipe.distill, recipe.train.epochs)  # fail on a bad loss before any training
-        student_init = student if student is not None else self.student()
-        teacher_free = teacher is None and recipe.teacher is None and not needs_teacher(terms)
-        if not teacher_free:
-            # fail on a misspelt layer before the teacher trains; the skeleton costs one constructor call
-            check_explicit_pairs(terms, student_init, teacher if teacher is not None else self.teacher_skeleton())
-            teacher = teacher if teacher is not None else self.teacher()
-        models: list[tuple[str, nn.Module]] = [] if teacher_free else [("teacher", teacher)]
-        if recipe.distill.baseline:
-            # the same budget as distillation + refinement, from the same initial weights
-            budget = replace(recipe.train, epochs=recipe.train.epochs + recipe.refine.epochs)
-            baseline = self.stage("baseline", Supervised(copy.deepcopy(student_init), recipe.train.label_smoothing), budget)
-            models.append(("baseline", baseline))
-        if not teacher_free:
-            self.connect(terms, student_init, teacher)
-            self.prepare(terms, teacher)
-        cache = None if teacher_free else self.teacher_cache(teacher, terms)
+        scheme = create_scheme(self.recipe.scheme.name, self.recipe.scheme.args)
+        scheme.check(self.recipe, self.terms(), given_teacher=teacher is not None)  # fail on a bad loss or combination before any training
+        models = scheme.run(self, teacher, student)
+        return self.finish(models, final=scheme.final_role)
+
+    def terms(self) -> list[WeightedTerm]:
+        """Fresh loss modules for one transfer: each stage's adapters train and are saved on their own."""
+        return build_terms(self.recipe.distill, self.recipe.train.epochs)
+
+    def baseline(self, student_init: nn.Module, role: str = "baseline") -> nn.Module | None:
+        """The student trained alone on hard labels, with the budget of distillation + refinement and
+        the same initial weights (None when distill.baseline is false)."""
+        recipe = self.recipe
+        if not recipe.distill.baseline:
+            return None
+        budget = replace(recipe.train, epochs=recipe.train.epochs + recipe.refine.epochs)
+        return self.stage(role, Supervised(copy.deepcopy(student_init), recipe.train.label_smoothing), budget)
+
+    def transfer(self, name: str, student: nn.Module, teacher: nn.Module | None,
+                 architecture: ModelSpec | None = None) -> nn.Module:
+        """Offline distillation of `student` from a frozen `teacher` with the recipe's loss terms, in
+        stage `name`: pair layers, prepare losses, build or open the teacher cache, the optional
+        feature-initialisation stage, then the main stage. `architecture`: the teacher's model spec
+        when it is not the recipe's teacher (for the cache fingerprint)."""
+        recipe, terms = self.recipe, self.terms()
+        prefix = "" if name == "student" else f"{name}_"
+        cache = None
+        if teacher is not None:
+            self.connect(terms, student, teacher)
+            self.prepare(terms, teacher, f"{prefix}prepare")
+            cache = self.teacher_cache(teacher, terms, name, architecture)
         views = cache.views if cache is not None else None
-        main_terms = [term for term in terms if "main" in term.stages]
         if recipe.distill.init_epochs > 0:
             init_terms = [replace(term, schedule=WeightSchedule()) for term in terms if "init" in term.stages]
             init_spec = replace(recipe.train, epochs=recipe.distill.init_epochs)
-            self.stage("init", OfflineDistillation(student_init, teacher, init_terms, alpha=0.0, cache=cache), init_spec, views=views)
-        task = OfflineDistillation(student_init, teacher, main_terms, recipe.distill.alpha, recipe.train.label_smoothing, cache)
-        distilled = self.stage("student", task, recipe.train, views=views)
-        models.append(("student", distilled))
-        if recipe.refine.epochs > 0:
-            refine_spec = replace(recipe.train, epochs=recipe.refine.epochs, lr=recipe.refine.lr, scheduler="cosine", milestones=[])
-            refined = copy.deepcopy(distilled)  # keep the distilled student's weights for the report
-            models.append(("refine", self.stage("refine", Supervised(refined, recipe.train.label_smoothing), refine_spec)))
-        return self.finish(models)
+            init_task = OfflineDistillation(student, teacher, init_terms, alpha=0.0, cache=cache)
+            self.stage(f"{prefix}init", init_task, init_spec, views=views)
+        main_terms = [term for term in terms if "main" in term.stages]
+        task = OfflineDistillation(student, teacher, main_terms, recipe.distill.alpha, recipe.train.label_smoothing, cache)
+        return self.stage(name, task, recipe.train, views=views)
+
+    def refine(self, distilled: nn.Module) -> nn.Module | None:
+        """Phase 3: fine-tune a copy of the distilled student on hard labels (None when refine.epochs is 0)."""
+        recipe = self.recipe
+        if recipe.refine.epochs == 0:
+            return None
+        refine_spec = replace(recipe.train, epochs=recipe.refine.epochs, lr=recipe.refine.lr, scheduler="cosine", milestones=[])
+        refined = copy.deepcopy(distilled)  # keep the distilled student's weights for the report
+        return self.stage("refine", Supervised(refined, recipe.train.label_smoothing), refine_spec)
 
     def teacher_skeleton(self) -> nn.Module:
         """The teacher architecture with fresh weights (no training, no checkpoint)."""
@@ -225,21 +249,25 @@ class Runner:
         for line in lines:
             self.reporter.message(f"pairs  {line}")
 
-    def prepare(self, terms: list[WeightedTerm], teacher: nn.Module) -> None:
+    def prepare(self, terms: list[WeightedTerm], teacher: nn.Module, name: str = "prepare") -> None:
         """Losses that pre-train their own modules on the teacher's outputs (FT's paraphraser)."""
         epochs = max((term.loss.prepare_epochs for term in terms), default=0)
         if epochs > 0:
             task = Preparation(teacher, terms)
-            self.stage("prepare", task, replace(self.recipe.train, epochs=epochs), evaluate=lambda model: {})
+            self.stage(name, task, replace(self.recipe.train, epochs=epochs), evaluate=lambda model: {})
             for term in task.terms:
                 term.loss.finish_preparation()
 
-    def teacher_cache(self, teacher: nn.Module, terms: list[WeightedTerm]) -> TeacherCache | None:
-        """Build (or finish, or check) the recipe's teacher-output cache and open it."""
+    def teacher_cache(self, teacher: nn.Module, terms: list[WeightedTerm], stage: str = "student",
+                      architecture: ModelSpec | None = None) -> TeacherCache | None:
+        """Build (or finish, or check) the teacher-output cache of one transfer and open it. The
+        recipe's teacher teaching `student` uses distill.cache.path; other teachers (an assistant, an
+        earlier generation) get teacher_cache_<stage> in the run folder."""
         spec = self.recipe.distill.cache
         if not self.cache_wanted(terms):
             return None
-        job = self.cache_job(teacher, terms, cache_folder(spec, self.run.path))
+        folder = cache_folder(spec, self.run.path) if stage == "student" else self.run.path / f"teacher_cache_{stage}"
+        job = self.cache_job(teacher, terms, folder, architecture)
         self.build_cache(job)
         cache = TeacherCache(job.folder, self.bench.device, spec.load, fingerprint=job.fingerprint, verify=False)
         info = cache.describe()
@@ -258,38 +286,53 @@ class Runner:
             return enabled
         return not (data.hflip or data.crop_padding) and not tapped(terms, "teacher")
 
-    def cache_job(self, teacher: nn.Module, terms: list[WeightedTerm], folder: Path) -> CacheJob:
+    def cache_job(self, teacher: nn.Module, terms: list[WeightedTerm], folder: Path, architecture: ModelSpec | None = None) -> CacheJob:
         taps = tapped(terms, "teacher")
         if taps and not self.recipe.distill.cache.features:
             raise PotstillError(
                 f"distill.cache: the loss terms compare teacher layers ({', '.join(taps)}); set distill.cache.features: true "
                 "to cache those layers too, or distill.cache.enabled: false to run the teacher online"
             )
-        return make_job(self.recipe, self.bench, teacher, taps, folder)
+        return make_job(self.recipe, self.bench, teacher, taps, folder, architecture)
 
     def build_cache(self, job: CacheJob, rebuild: bool = False) -> dict[str, Any]:
         return build(job, rebuild, progress=self.reporter.message, on_shard=lambda shard: self.reporter.message(f"cache: shard {shard} written"))
 
-    def finish(self, models: list[tuple[str, nn.Module]]) -> dict[str, Any]:
+    def describe_role(self, role: str, title: str | None = None, spec: ModelSpec | None = None,
+                      weights: Path | None = None) -> None:
+        """What the report says about a model a scheme adds: its title, architecture and weights file."""
+        self.roles[role] = {"title": title, "spec": spec, "weights": weights}
+
+    def finish(self, models: list[tuple[str, nn.Module]], final: str = "student") -> dict[str, Any]:
+        """Measure every model on the test split; `final`: the row compared with the baseline."""
         self.models = dict(models)
         rows, teacher_logits = [], None
         times = self.stage_times()
         for role, model in models:
-            weights = self.run.stage(role) / "model.safetensors"
-            if role == "teacher" and not weights.is_file() and self.recipe.teacher and self.recipe.teacher.checkpoint:
-                weights = teacher_weights_file(self.recipe.teacher.checkpoint)  # an external teacher
-            row, logits = model_row(role, model, self.bench, self.recipe.report, teacher_logits, weights, times.get(role))
+            row, logits = model_row(role, model, self.bench, self.recipe.report, teacher_logits, self.weights_file(role), times.get(role))
             if role == "teacher":
                 teacher_logits = logits
+            row["title"] = self.roles.get(role, {}).get("title") or row["title"]
             row["architecture"] = self.architecture(role, model)
             rows.append(row)
-        summary = summarize(rows, self.bench.splits.describe())
+        summary = summarize(rows, self.bench.splits.describe(), final)
         self.run.write_json("summary.json", summary)
         return summary
 
+    def weights_file(self, role: str) -> Path:
+        known = self.roles.get(role, {}).get("weights")
+        if known is not None:
+            return known
+        weights = self.run.stage(role) / "model.safetensors"
+        if role == "teacher" and not weights.is_file() and self.recipe.teacher and self.recipe.teacher.checkpoint:
+            return teacher_weights_file(self.recipe.teacher.checkpoint)  # an external teacher
+        return weights
+
     def architecture(self, role: str, model: nn.Module) -> dict[str, Any]:
         teacher = self.recipe.teacher
-        spec = (teacher.model if teacher else None) if role == "teacher" else self.recipe.student
+        spec = self.roles.get(role, {}).get("spec")
+        if spec is None:
+            spec = (teacher.model if teacher else None) if role == "teacher" else self.recipe.student
         if spec is None:  # a model handed in from Python
             return {"name": type(model).__name__, "args": {}}
         return {"name": spec.name, "args": spec.args}

@@ -176,6 +176,18 @@ class DistillSpec:
 
 
 @dataclass
+class SchemeSpec:
+    name: str = option(
+        "offline", "who teaches whom (`potstill list schemes`): offline, online, collaborative, byot, born_again, "
+        "snapshot, multi_teacher, assistant"
+    )
+    args: dict[str, Any] = option(help="hyperparameters of the scheme, checked against its constructor's signature and types", factory=dict)
+    peers: list[ModelSpec] = option(help="online, collaborative: the models that learn beside the student (the student is peer 0)", factory=list)
+    teachers: list[TeacherSpec] = option(help="multi_teacher: the teachers, each with a checkpoint or its own training (replaces `teacher`)", factory=list)
+    assistants: list[ModelSpec] = option(help="assistant: teacher assistants, largest first; the chain is teacher -> assistants -> student", factory=list)
+
+
+@dataclass
 class RefineSpec:
     epochs: int = option(0, "phase 3: fine-tune the distilled student on hard labels for this many epochs (0 = skip)", min=0)
     lr: float = option(2e-4, "refinement learning rate (cosine-annealed)", min=0.0)
@@ -206,9 +218,16 @@ class Recipe:
     student: Optional[ModelSpec] = option(None, "the student architecture (required by `potstill distill`)")
     train: TrainSpec = option(help="the student's training budget, shared by the distilled and the baseline student", factory=TrainSpec)
     distill: DistillSpec = option(help="phase 2: knowledge transfer", factory=DistillSpec)
+    scheme: Union[str, SchemeSpec] = option(
+        help="who teaches whom: a scheme name (`scheme: online`) or a section with its args and models", factory=SchemeSpec
+    )
     refine: RefineSpec = option(help="phase 3: optional refinement on hard labels", factory=RefineSpec)
     report: ReportSpec = option(help="what the summary measures", factory=ReportSpec)
     engine: EngineSpec = option(help="speed settings; none changes what is computed beyond floating-point rounding", factory=EngineSpec)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheme, str):  # the shorthand `scheme: online`
+            self.scheme = SchemeSpec(name=self.scheme)
 
     def check(self) -> list[str]:
         cache, data = self.distill.cache, self.data

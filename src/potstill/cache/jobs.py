@@ -10,7 +10,7 @@ from torch import nn
 from potstill.cache.build import CacheJob
 from potstill.cache.fingerprint import fingerprint
 from potstill.data import Augment
-from potstill.recipe import CacheSpec, Recipe
+from potstill.recipe import CacheSpec, ModelSpec, Recipe
 from potstill.workbench import Workbench
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
@@ -20,10 +20,13 @@ def cache_folder(spec: CacheSpec, run_path: Path) -> Path:
     return Path(spec.path) if spec.path else run_path / "teacher_cache"
 
 
-def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[str], folder: Path) -> CacheJob:
+def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[str], folder: Path,
+             architecture: ModelSpec | None = None) -> CacheJob:
+    """`architecture`: the teacher's model spec when it is not the recipe's teacher (an assistant,
+    an earlier generation)."""
     spec, data = recipe.distill.cache, recipe.data
     augment = Augment(hflip=data.hflip, crop_padding=data.crop_padding)
-    model = recipe.teacher.model if recipe.teacher is not None else None
+    model = architecture or (recipe.teacher.model if recipe.teacher is not None else None)
     architecture = {"name": model.name, "args": model.args} if model else {"name": type(teacher).__name__, "args": {}}
     train = bench.splits.train
     views = {"count": spec.views, "seed": spec.view_seed, "hflip": data.hflip, "crop_padding": data.crop_padding}

@@ -51,7 +51,8 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
     folder = run.stage(stage.name)
     checkpoint = folder / "checkpoint.safetensors"
     module = stage.task.module
-    optimizer = build_optimizer((p for p in module.parameters() if p.requires_grad), stage.spec)
+    groups = [{"params": params, "name": name} for name, params in stage.task.parameter_groups().items()]
+    optimizer = build_optimizer(groups, stage.spec)
     scheduler = build_scheduler(optimizer, stage.spec, len(stage.loader))
 
     epochs_done = 0
@@ -65,6 +66,8 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
         for epoch in range(epochs_done, stage.spec.epochs):
             record = train_epoch(stage, optimizer, scheduler, epoch, checkpoint, reporter)
             record.update(stage.evaluate(stage.task.model))
+            for name, model in stage.task.reported_models().items():
+                record.update({f"{name}_{key}": value for key, value in stage.evaluate(model).items()})
             run.log(record)
             header = {"stage": stage.name, "epochs_done": epoch + 1}
             guarded(lambda header=header: save_training_state(checkpoint, module, optimizer, scheduler, header), checkpoint)
@@ -77,6 +80,9 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
     model_path = folder / "model.safetensors"
     header = {"stage": stage.name, "epochs": stage.spec.epochs}
     guarded(lambda: save_tensors(model_path, stage.task.model.state_dict(), header), model_path)
+    for name, exported in stage.task.exports().items():  # e.g. each peer's own weights file
+        path = folder / f"{name}.safetensors"
+        guarded(lambda path=path, exported=exported: save_tensors(path, exported.state_dict(), header), path)
     if module is not stage.task.model:  # adapters and loss state: saved with the run, not exported
         module_path = folder / "module.safetensors"
         guarded(lambda: save_tensors(module_path, module.state_dict(), header), module_path)
@@ -100,7 +106,8 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if spec.grad_clip:
-            nn.utils.clip_grad_norm_(task.module.parameters(), spec.grad_clip)
+            for group in optimizer.param_groups:  # each model of the stage clipped on its own
+                nn.utils.clip_grad_norm_(group["params"], spec.grad_clip)
         optimizer.step()
         scheduler.step()
         for name, term in result.terms.items():

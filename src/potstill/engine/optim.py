@@ -9,7 +9,8 @@ import torch
 from potstill.recipe import TrainSpec
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
+def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict], spec: TrainSpec) -> torch.optim.Optimizer:
+    """`params`: parameters, or parameter groups ({"params": [...], "name": ...}) sharing `spec`."""
     params = list(params)
     if spec.optimizer == "sgd":
         return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay, nesterov=spec.momentum > 0)

@@ -51,6 +51,19 @@ class Task:
         """The model whose accuracy is reported and which is exported at the end."""
         raise NotImplementedError
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by optimizer group. A scheme that trains several models gives each
+        its own group: its own optimizer state, and its own gradient clipping."""
+        return {"all": [parameter for parameter in self.module.parameters() if parameter.requires_grad]}
+
+    def reported_models(self) -> dict[str, nn.Module]:
+        """Other models this stage trains (peers, early exits): evaluated after every epoch."""
+        return {}
+
+    def exports(self) -> dict[str, nn.Module]:
+        """Modules saved beside model.safetensors at the end, as <name>.safetensors."""
+        return self.reported_models()
+
     def step(self, batch: Batch, progress: float) -> StepResult:
         raise NotImplementedError
 

@@ -57,14 +57,15 @@ def model_row(
     return row, logits
 
 
-def summarize(rows: list[dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], data: dict[str, Any], final: str = "student") -> dict[str, Any]:
+    """`final`: the role of the scheme's end product (refined, when a refine row exists)."""
     by_role = {row["role"]: row for row in rows}
     summary: dict[str, Any] = {
         "accuracy_note": "top-1 on the test split after the last epoch (no checkpoint selection)",
         "data": data,
         "models": rows,
     }
-    final = by_role.get("refine") or by_role.get("student")
+    final = by_role.get("refine") or by_role.get(final)
     if final is not None and "baseline" in by_role:
         summary["distillation_gain_points"] = round(100 * (final["test_acc"] - by_role["baseline"]["test_acc"]), 3)
     if final is not None and "teacher" in by_role:

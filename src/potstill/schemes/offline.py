@@ -1,4 +1,5 @@
-"""Offline distillation: a frozen, pre-trained teacher in eval mode teaches a student.
+"""Offline distillation: a frozen, pre-trained teacher in eval mode teaches a student
+(Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531).
 
     L = alpha * CE(student, labels) + sum_i  w_i(epoch) * L_i(student, teacher, batch)
 
@@ -9,6 +10,8 @@ then each batch carries the sample indices and views whose outputs the cache hol
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
@@ -16,7 +19,12 @@ from potstill.cache.reader import TeacherCache
 from potstill.data.loader import Batch
 from potstill.engine.task import StepResult, Task, WeightedTerm, hard_label_loss
 from potstill.errors import PotstillError
+from potstill.knowledge.wiring import check_explicit_pairs
+from potstill.schemes.base import SCHEMES, Scheme, needs_teacher
 from potstill.taps import Taps
+
+if TYPE_CHECKING:
+    from potstill.pipeline import Runner
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -108,3 +116,27 @@ class OfflineDistillation(Task):
             teacher = term.view(teacher_logits, teacher_features, "teacher")
             terms[term.name] = weights[term.name] * term.loss(student, teacher, batch)
         return StepResult(terms, logits, weights)
+
+
+@SCHEMES.register("offline")
+class Offline(Scheme):
+    """A frozen, pre-trained teacher teaches the student (the default)."""
+
+    def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+        recipe, terms = runner.recipe, runner.terms()
+        student_init = student if student is not None else runner.student()
+        teacher_free = teacher is None and recipe.teacher is None and not needs_teacher(terms)
+        if not teacher_free:
+            # fail on a misspelt layer before the teacher trains; the skeleton costs one constructor call
+            check_explicit_pairs(terms, student_init, teacher if teacher is not None else runner.teacher_skeleton())
+            teacher = teacher if teacher is not None else runner.teacher()
+        models = [] if teacher_free else [("teacher", teacher)]
+        models += named("baseline", runner.baseline(student_init))
+        distilled = runner.transfer("student", student_init, None if teacher_free else teacher)
+        models.append(("student", distilled))
+        return models + named("refine", runner.refine(distilled))
+
+
+def named(role: str, model: nn.Module | None) -> list[tuple[str, nn.Module]]:
+    """[(role, model)], or [] for a stage the recipe turned off."""
+    return [] if model is None else [(role, model)]
