@@ -29,7 +29,7 @@ from potstill.engine.task import Supervised, WeightedTerm
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms, check_explicit_pairs, connect_terms
 from potstill.models import MODELS, create_model
-from potstill.recipe import ModelSpec, Recipe, TrainSpec
+from potstill.recipe import ModelSpec, Recipe, TeacherSpec, TrainSpec
 from potstill.report import model_row, render_table, summarize
 from potstill.schedules import WeightSchedule
 from potstill.schemes import OfflineDistillation, Preparation, create_scheme, needs_teacher
@@ -155,15 +155,21 @@ class Runner:
         self.reporter.message(f"{name}: already finished, loaded {path}")
         return True
 
-    def teacher(self) -> nn.Module:
-        model = self.teacher_skeleton()
-        spec = self.recipe.teacher
+    def teacher(self, spec: TeacherSpec | None = None, stage: str = "teacher", seed: int | None = None) -> nn.Module:
+        """The recipe's teacher (or `spec`, e.g. one of scheme.teachers), loaded from its checkpoint
+        or trained on hard labels in stage `stage`."""
+        if spec is None:
+            model, spec = self.teacher_skeleton(), self.recipe.teacher
+        else:
+            model = self.build(spec.model, stage, seed)
         if spec.checkpoint is None:
-            return self.stage("teacher", Supervised(model, spec.train.label_smoothing), spec.train)
-        path = teacher_weights_file(spec.checkpoint)
+            return self.stage(stage, Supervised(model, spec.train.label_smoothing), spec.train)
+        return self.load_weights(model, teacher_weights_file(spec.checkpoint), stage)
+
+    def load_weights(self, model: nn.Module, path: Path, what: str) -> nn.Module:
         tensors, _ = load_tensors(path)
-        load_into(model, {k: v.to(self.bench.device) for k, v in tensors.items()}, str(path), "teacher")
-        self.reporter.message(f"teacher: loaded {path}")
+        load_into(model, {k: v.to(self.bench.device) for k, v in tensors.items()}, str(path), what)
+        self.reporter.message(f"{what}: loaded {path}")
         return model
 
     def student(self) -> nn.Module:
@@ -184,7 +190,7 @@ class Runner:
         scheme = create_scheme(self.recipe.scheme.name, self.recipe.scheme.args)
         scheme.check(self.recipe, self.terms(), given_teacher=teacher is not None)  # fail on a bad loss or combination before any training
         models = scheme.run(self, teacher, student)
-        return self.finish(models, final=scheme.final_role)
+        return self.finish(models, final=scheme.final_role, annotate=scheme.annotate)
 
     def terms(self) -> list[WeightedTerm]:
         """Fresh loss modules for one transfer: each stage's adapters train and are saved on their own."""
@@ -200,18 +206,19 @@ class Runner:
         return self.stage(role, Supervised(copy.deepcopy(student_init), recipe.train.label_smoothing), budget)
 
     def transfer(self, name: str, student: nn.Module, teacher: nn.Module | None,
-                 architecture: ModelSpec | None = None) -> nn.Module:
+                 teacher_role: str | None = None, architecture: ModelSpec | None = None) -> nn.Module:
         """Offline distillation of `student` from a frozen `teacher` with the recipe's loss terms, in
         stage `name`: pair layers, prepare losses, build or open the teacher cache, the optional
-        feature-initialisation stage, then the main stage. `architecture`: the teacher's model spec
-        when it is not the recipe's teacher (for the cache fingerprint)."""
+        feature-initialisation stage, then the main stage. `teacher_role` and `architecture`: the
+        stage and model spec of a teacher that is not the recipe's (an assistant, a generation)."""
         recipe, terms = self.recipe, self.terms()
         prefix = "" if name == "student" else f"{name}_"
         cache = None
         if teacher is not None:
             self.connect(terms, student, teacher)
             self.prepare(terms, teacher, f"{prefix}prepare")
-            cache = self.teacher_cache(teacher, terms, name, architecture)
+            # the recipe's teacher keeps distill.cache.path; another teacher gets a cache of its own
+            cache = self.teacher_cache(teacher, terms, teacher_role, architecture)
         views = cache.views if cache is not None else None
         if recipe.distill.init_epochs > 0:
             init_terms = [replace(term, schedule=WeightSchedule()) for term in terms if "init" in term.stages]
@@ -231,6 +238,10 @@ class Runner:
         refined = copy.deepcopy(distilled)  # keep the distilled student's weights for the report
         return self.stage("refine", Supervised(refined, recipe.train.label_smoothing), refine_spec)
 
+    def build(self, spec: ModelSpec, role: str, seed: int | None = None) -> nn.Module:
+        """A fresh model of the recipe's data shape; `seed` defaults to the recipe's."""
+        return build_model(spec, self.bench, role, self.recipe.seed if seed is None else seed)
+
     def teacher_skeleton(self) -> nn.Module:
         """The teacher architecture with fresh weights (no training, no checkpoint)."""
         spec = self.recipe.teacher
@@ -240,7 +251,7 @@ class Runner:
 
     def connect(self, terms: list[WeightedTerm], student: nn.Module, teacher: nn.Module) -> None:
         """Pair layers, build adapters from one dry run, and print what was matched."""
-        sample = next(iter(self.bench.train_loader(self.recipe.seed).batches(0)))["input"]
+        sample = self.sample_inputs()
         torch.manual_seed(self.recipe.seed)  # adapters start the same in a fresh and a resumed run
         lines = connect_terms(
             terms, student, teacher, sample, num_classes=self.bench.splits.num_classes,
@@ -248,6 +259,10 @@ class Runner:
         )
         for line in lines:
             self.reporter.message(f"pairs  {line}")
+
+    def sample_inputs(self) -> torch.Tensor:
+        """One training batch's inputs (B, C, H, W), for dry runs that see layer shapes."""
+        return next(iter(self.bench.train_loader(self.recipe.seed).batches(0)))["input"]
 
     def prepare(self, terms: list[WeightedTerm], teacher: nn.Module, name: str = "prepare") -> None:
         """Losses that pre-train their own modules on the teacher's outputs (FT's paraphraser)."""
@@ -258,15 +273,15 @@ class Runner:
             for term in task.terms:
                 term.loss.finish_preparation()
 
-    def teacher_cache(self, teacher: nn.Module, terms: list[WeightedTerm], stage: str = "student",
+    def teacher_cache(self, teacher: nn.Module, terms: list[WeightedTerm], own: str | None = None,
                       architecture: ModelSpec | None = None) -> TeacherCache | None:
         """Build (or finish, or check) the teacher-output cache of one transfer and open it. The
-        recipe's teacher teaching `student` uses distill.cache.path; other teachers (an assistant, an
-        earlier generation) get teacher_cache_<stage> in the run folder."""
+        recipe's teacher uses distill.cache.path; another teacher (an assistant, an earlier
+        generation) gets teacher_cache_<own> in the run folder."""
         spec = self.recipe.distill.cache
         if not self.cache_wanted(terms):
             return None
-        folder = cache_folder(spec, self.run.path) if stage == "student" else self.run.path / f"teacher_cache_{stage}"
+        folder = cache_folder(spec, self.run.path) if own is None else self.run.path / f"teacher_cache_{own}"
         job = self.cache_job(teacher, terms, folder, architecture)
         self.build_cache(job)
         cache = TeacherCache(job.folder, self.bench.device, spec.load, fingerprint=job.fingerprint, verify=False)
@@ -303,8 +318,9 @@ class Runner:
         """What the report says about a model a scheme adds: its title, architecture and weights file."""
         self.roles[role] = {"title": title, "spec": spec, "weights": weights}
 
-    def finish(self, models: list[tuple[str, nn.Module]], final: str = "student") -> dict[str, Any]:
-        """Measure every model on the test split; `final`: the row compared with the baseline."""
+    def finish(self, models: list[tuple[str, nn.Module]], final: str = "student", annotate=None) -> dict[str, Any]:
+        """Measure every model on the test split; `final`: the row compared with the baseline;
+        `annotate`: the scheme's own additions to the summary."""
         self.models = dict(models)
         rows, teacher_logits = [], None
         times = self.stage_times()
@@ -316,6 +332,9 @@ class Runner:
             row["architecture"] = self.architecture(role, model)
             rows.append(row)
         summary = summarize(rows, self.bench.splits.describe(), final)
+        summary["scheme"], summary["final_role"] = self.recipe.scheme.name, final
+        if annotate is not None:
+            annotate(summary)
         self.run.write_json("summary.json", summary)
         return summary
 
@@ -323,10 +342,13 @@ class Runner:
         known = self.roles.get(role, {}).get("weights")
         if known is not None:
             return known
-        weights = self.run.stage(role) / "model.safetensors"
-        if role == "teacher" and not weights.is_file() and self.recipe.teacher and self.recipe.teacher.checkpoint:
-            return teacher_weights_file(self.recipe.teacher.checkpoint)  # an external teacher
-        return weights
+        if role == "teacher" and self.recipe.teacher is not None:
+            return self.teacher_file(self.recipe.teacher, role)
+        return self.run.stage(role) / "model.safetensors"
+
+    def teacher_file(self, spec: TeacherSpec, stage: str) -> Path:
+        """Where a teacher's weights are: its checkpoint, or the stage that trained it."""
+        return teacher_weights_file(spec.checkpoint) if spec.checkpoint else self.run.stage(stage) / "model.safetensors"
 
     def architecture(self, role: str, model: nn.Module) -> dict[str, Any]:
         teacher = self.recipe.teacher

@@ -70,6 +70,9 @@ class Scheme:
         `teacher` / `student`: models handed in from Python, replacing the recipe's."""
         raise NotImplementedError
 
+    def annotate(self, summary: dict[str, Any]) -> None:
+        """Add the scheme's own comparisons to summary.json (e.g. the chain against direct KD)."""
+
 
 def needs_teacher(terms: list[WeightedTerm]) -> bool:
     """False when every term has a virtual teacher (label smoothing as KD): no teacher section needed."""

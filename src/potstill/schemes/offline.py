@@ -100,6 +100,10 @@ class OfflineDistillation(Task):
             forward = (self.compiled or {}).get(id(self.teacher))
             return frozen_forward(self.teacher, self.teacher_taps, batch["input"], forward)
 
+    def teacher_view(self, term: WeightedTerm, logits: torch.Tensor, features: dict[str, torch.Tensor]) -> dict:
+        """What term `term` sees of the teacher (a multi-teacher scheme combines several here)."""
+        return term.view(logits, features, "teacher")
+
     def step(self, batch: Batch, progress: float) -> StepResult:
         weights = {"ce": self.alpha} | {term.name: term.weight_at(progress) for term in self.terms}
         active = [term for term in self.terms if weights[term.name] > 0]
@@ -113,7 +117,7 @@ class OfflineDistillation(Task):
             terms["ce"] = self.alpha * hard_label_loss(logits, batch["target"], self.label_smoothing)
         for term in active:
             student = term.view(logits, student_features, "student")
-            teacher = term.view(teacher_logits, teacher_features, "teacher")
+            teacher = self.teacher_view(term, teacher_logits, teacher_features)
             terms[term.name] = weights[term.name] * term.loss(student, teacher, batch)
         return StepResult(terms, logits, weights)
 
