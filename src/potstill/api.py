@@ -71,7 +71,7 @@ def _recipe(overrides: dict[str, Any]) -> Recipe:
         "label_smoothing": "train", "grad_clip": "train", "loss": "distill", "temperature": "distill",
         "alpha": "distill", "beta": "distill", "loss_args": "distill", "schedule": "distill", "baseline": "distill",
         "batch_size": "data", "hflip": "data", "crop_padding": "data", "refine_epochs": "refine", "refine_lr": "refine",
-        "cache": "distill", "engine": "top",
+        "cache": "distill", "engine": "top", "scheme": "top",
     }
     for key, value in overrides.items():
         if placement.get(key) == "top":
@@ -115,7 +115,9 @@ def distill(
     settings: epochs, lr, optimizer, weight_decay, scheduler, label_smoothing, grad_clip, loss,
     temperature, alpha, beta, loss_args, schedule, baseline, batch_size, hflip, crop_padding,
     refine_epochs, refine_lr, seed, device, cache (distill.cache, e.g. {"enabled": False}), engine
-    (e.g. {"precision": "bf16"}). They mean what the recipe keys of the same names mean.
+    (e.g. {"precision": "bf16"}), scheme ("offline", "assistant", "born_again" or a scheme section:
+    schemes that need no teacher model run from the recipe command). They mean what the recipe
+    keys of the same names mean.
     """
     runner = _runner(settings, teacher, train_data, test_data, run_dir, quiet)
     device = runner.bench.device

@@ -23,6 +23,7 @@ from potstill.knowledge.wiring import build_terms, check_explicit_pairs
 from potstill.models import MODELS, create_model
 from potstill.pipeline import Runner, build_model, open_workbench, preflight, print_summary
 from potstill.recipe import Recipe
+from potstill.schemes import SCHEMES
 from potstill.report import model_row, render_table, summarize
 from potstill.taps import dry_run, embedding_tap, stage_taps
 
@@ -119,15 +120,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "taps":
         return list_taps(args)
-    registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS}[args.what]
+    registry = {"models": MODELS, "losses": LOSSES, "datasets": DATASETS, "schemes": SCHEMES}[args.what]
     table = Table(title=f"registered {args.what}")
     table.add_column("name")
     if args.what == "losses":
         table.add_column("kind")
         table.add_column("pairs: auto")
+    if args.what == "schemes":
+        table.add_column("args (defaults)")
     table.add_column("description")
     for name in registry.names():
         extra = [LOSSES.get(name).kind, LOSSES.get(name).pairing] if args.what == "losses" else []
+        if args.what == "schemes":
+            extra = [", ".join(f"{key}={value.default!r}" for key, value in SCHEMES.parameters(name).items()) or "-"]
         table.add_row(name, *extra, registry.describe(name))
     Console().print(table)
     return 0

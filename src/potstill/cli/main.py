@@ -4,7 +4,7 @@
     potstill distill RECIPE [--set k=v ...]      phases 2 (+3): distil, with a baseline student
     potstill distill --resume RUN                continue a killed run where it stopped
     potstill eval    RUN                         re-measure a finished run's models
-    potstill list    models|losses|datasets      what is registered
+    potstill list    models|losses|datasets|schemes      what is registered
     potstill list    taps MODEL                  a model's layers, output shapes and automatic pairing
     potstill cache   build RECIPE [--rebuild]    run the teacher once, store its outputs per (sample, view)
     potstill cache   info DIR                    check a cache's checksums and describe it
@@ -48,10 +48,10 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", help="run folder")
     evaluate.set_defaults(handler=cmd_eval)
     listing = commands.add_parser(
-        "list", parents=[common], help="list registered models, losses or datasets, or a model's tappable layers",
-        description="list models|losses|datasets, or `list taps MODEL`: every module of MODEL with its output shape",
+        "list", parents=[common], help="list registered models, losses, datasets or schemes, or a model's tappable layers",
+        description="list models|losses|datasets|schemes, or `list taps MODEL`: every module of MODEL with its output shape",
     )
-    listing.add_argument("what", choices=["models", "losses", "datasets", "taps"])
+    listing.add_argument("what", choices=["models", "losses", "datasets", "schemes", "taps"])
     listing.add_argument("model", nargs="?", help="for `taps`: the registered model")
     listing.add_argument("--input-shape", type=int, nargs=3, default=[1, 28, 28], metavar=("C", "H", "W"),
                          help="for `taps`: input shape of the dry run (default 1 28 28)")
