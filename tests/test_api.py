@@ -51,3 +51,15 @@ def test_create_model_and_loss_are_public():
     model = potstill.create_model("mlp", input_shape=(1, 8, 8), num_classes=10, hidden=[16])
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     assert potstill.create_loss("kd", temperature=2.0).temperature == 2.0
+
+
+def test_schemes_from_python_with_and_without_a_teacher(tmp_path):
+    teacher, _ = potstill.train(net(32), data(300, 0), data(90, 1), epochs=3, lr=0.01, run_dir=tmp_path / "t")
+    result = potstill.distill(None, net(8), data(300, 0), data(90, 1), scheme={"name": "snapshot", "args": {"source": "ema"}},
+                              epochs=3, lr=0.01, batch_size=32, run_dir=tmp_path / "s")
+    assert result.teacher is None and result.summary["scheme"] == "snapshot"
+    assert [row["role"] for row in result.summary["models"]] == ["baseline", "student"]
+    with pytest.raises(potstill.PotstillError, match=r"has no pre-trained teacher; .*teacher=None"):
+        potstill.distill(teacher, net(8), data(30, 0), data(9, 1), scheme="snapshot", epochs=2, run_dir=tmp_path / "x")
+    with pytest.raises(potstill.PotstillError, match="set student in the recipe"):
+        potstill.distill(teacher, net(8), data(30, 0), data(9, 1), scheme="born_again", epochs=1, run_dir=tmp_path / "y")

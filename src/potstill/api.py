@@ -35,7 +35,7 @@ Data = Union[ArrayData, tuple[torch.Tensor, torch.Tensor]]
 class DistillResult:
     student: nn.Module
     baseline: nn.Module | None
-    teacher: nn.Module
+    teacher: nn.Module | None
     summary: dict[str, Any]
     run_dir: Path
 
@@ -101,7 +101,7 @@ def _runner(settings: dict[str, Any], classes_of: nn.Module, train_data: Data, t
 
 
 def distill(
-    teacher: nn.Module,
+    teacher: nn.Module | None,
     student: nn.Module,
     train_data: Data,
     test_data: Data,
@@ -111,6 +111,7 @@ def distill(
     **settings: Any,
 ) -> DistillResult:
     """Distil `teacher` into `student`; also train the student alone (baseline=False to skip).
+    `teacher` is None for schemes without one (scheme="snapshot", "byot").
 
     settings: epochs, lr, optimizer, weight_decay, scheduler, label_smoothing, grad_clip, loss,
     temperature, alpha, beta, loss_args, schedule, baseline, batch_size, hflip, crop_padding,
@@ -119,14 +120,16 @@ def distill(
     schemes that need no teacher model run from the recipe command). They mean what the recipe
     keys of the same names mean.
     """
-    runner = _runner(settings, teacher, train_data, test_data, run_dir, quiet)
+    runner = _runner(settings, teacher if teacher is not None else student, train_data, test_data, run_dir, quiet)
     device = runner.bench.device
-    teacher, student = teacher.to(device), student.to(device)
-    _check_same_classes(teacher, student, runner.bench)
-    runner.bench.check_model(teacher, "teacher")
+    student = student.to(device)
+    if teacher is not None:
+        teacher = teacher.to(device)
+        _check_same_classes(teacher, student, runner.bench)
+        runner.bench.check_model(teacher, "teacher")
     runner.bench.check_model(student, "student")
     summary = runner.run_distill(teacher=teacher, student=student)
-    final = runner.models.get("refine", runner.models["student"])
+    final = runner.models.get("refine", runner.models[summary["final_role"]])
     return DistillResult(final, runner.models.get("baseline"), teacher, summary, runner.run.path)
 
 

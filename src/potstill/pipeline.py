@@ -27,7 +27,7 @@ from potstill.engine.run import RunDir
 from potstill.engine.speed import prepare_model
 from potstill.engine.task import Supervised, WeightedTerm
 from potstill.errors import PotstillError
-from potstill.knowledge.wiring import build_terms, check_explicit_pairs, connect_terms
+from potstill.knowledge.wiring import build_terms, connect_terms
 from potstill.models import MODELS, create_model
 from potstill.recipe import ModelSpec, Recipe, TeacherSpec, TrainSpec
 from potstill.report import model_row, render_table, summarize
@@ -132,9 +132,9 @@ class Runner:
                 f"engine.compile: the loss terms hook layers ({', '.join(task.tapped_layers)}) on every step, which "
                 "would recompile the model each time; use compile with logit-only losses, or set engine.compile: false"
             )
-        for model in (task.model, getattr(task, "teacher", None)):
-            if model is not None:
-                prepare_model(model, engine)
+        models = [task.model, *task.models_to_compile(), getattr(task, "teacher", None)]  # peers too
+        for model in {id(model): model for model in models if model is not None}.values():
+            prepare_model(model, engine)
         if engine.compile:
             task.compile()
         torch.manual_seed(seed)

@@ -54,7 +54,7 @@ class Scheme:
                     f"scheme.{key} is read only by scheme {' and '.join(users)}, not by '{self.name}'; remove scheme.{key} or change scheme.name"
                 )
         if self.teacher == "none" and (recipe.teacher is not None or given_teacher):
-            raise PotstillError(f"scheme '{self.name}' has no pre-trained teacher; remove the teacher section")
+            raise PotstillError(f"scheme '{self.name}' has no pre-trained teacher; remove the teacher section (from Python: teacher=None)")
         if self.teacher == "required" and recipe.teacher is None and not given_teacher and needs_teacher(terms):
             raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
         if not self.cache and recipe.distill.cache.enabled is True:

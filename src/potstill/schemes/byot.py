@@ -17,7 +17,7 @@ accuracy and CPU latency, the network run only up to that exit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Optional, Union
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -121,6 +121,10 @@ class SelfDistillation(Task):
     def model(self) -> nn.Module:
         return self.module["student"]
 
+    @property
+    def tapped_layers(self) -> list[str]:
+        return self.taps.names
+
     def reported_models(self) -> dict[str, nn.Module]:
         return {key: EarlyExit(self.model, head, exit) for (key, head), exit in zip(self.heads.items(), self.exits)}
 
@@ -157,7 +161,7 @@ class BeYourOwnTeacher(Scheme):
     cache = False
     logits_only = True
 
-    def __init__(self, exits: Union[Literal["auto"], list[str]] = "auto", deepest: Optional[str] = None,
+    def __init__(self, exits: Literal["auto"] | list[str] = "auto", deepest: str | None = None,
                  hint_weight: float = 0.03) -> None:
         """exits: module names that end the shallow sections (auto: every stage end but the last);
         deepest: the layer whose features the heads' bottlenecks imitate (null: the last stage end);

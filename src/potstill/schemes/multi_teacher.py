@@ -17,7 +17,7 @@ turned back into logits that give exactly that mixture at T:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -101,7 +101,7 @@ class MultiTeacher(Scheme):
     cache = False
     logits_only = True
 
-    def __init__(self, combine: Rule = "mean", weights: Optional[list[float]] = None) -> None:
+    def __init__(self, combine: Rule = "mean", weights: list[float] | None = None) -> None:
         """combine: mean, weights (fixed, from `weights`) or confidence (per-sample, by entropy)."""
         self.rule, self.weights = combine, weights
 

@@ -1,5 +1,5 @@
 """Offline distillation: a frozen, pre-trained teacher in eval mode teaches a student
-(Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531).
+(Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", NIPS 2014 workshop, arXiv 1503.02531).
 
     L = alpha * CE(student, labels) + sum_i  w_i(epoch) * L_i(student, teacher, batch)
 
