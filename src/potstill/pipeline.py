@@ -58,6 +58,11 @@ def preflight(recipe: Recipe, command: str) -> None:
     """Check every name and argument the recipe uses before any data is read or model trained."""
     DATASETS.get(recipe.data.name)
     DATASETS.check_kwargs(recipe.data.name, recipe.data.args, where="data.args")
+    if command == "train" and recipe.teacher is None and recipe.scheme.teachers:
+        raise PotstillError(
+            "the recipe's teachers are in scheme.teachers: `potstill distill RECIPE` trains those without a checkpoint "
+            "(stages teacher1, teacher2, ...); `potstill train` trains the single teacher section"
+        )
     if command == "train" and recipe.teacher is None:
         raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
     if recipe.teacher is not None:
@@ -80,7 +85,7 @@ def preflight(recipe: Recipe, command: str) -> None:
     for index, teacher in enumerate(spec.teachers):
         check_model_spec(teacher.model, f"scheme.teachers[{index}]")
         if teacher.checkpoint is not None:
-            teacher_weights_file(teacher.checkpoint)
+            teacher_weights_file(teacher.checkpoint, f"scheme.teachers[{index}].checkpoint")
 
 
 def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.Module:
@@ -92,16 +97,17 @@ def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.M
     return model
 
 
-def teacher_weights_file(path: str) -> Path:
-    """A .safetensors file, or a run folder from `potstill train` / `potstill distill`."""
+def teacher_weights_file(path: str, key: str = "teacher.checkpoint") -> Path:
+    """A .safetensors file, or a run folder from `potstill train` / `potstill distill`; `key`: the
+    recipe key that named it."""
     location = Path(path)
     candidates = [location] if location.suffix == ".safetensors" else [location / "teacher" / "model.safetensors", location / "model.safetensors"]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     raise PotstillError(
-        f"teacher checkpoint not found: looked for {', '.join(map(str, candidates))}; "
-        "train one with `potstill train RECIPE` or set teacher.checkpoint to a .safetensors file"
+        f"{key}: teacher checkpoint not found: looked for {', '.join(map(str, candidates))}; "
+        f"train one with `potstill train RECIPE` or set {key} to a .safetensors file"
     )
 
 

@@ -1,6 +1,7 @@
 """Teacher assistants: each link is taught by the one before; the report compares the chain with direct KD."""
 
 import numpy
+import pytest
 import torch
 
 from potstill.engine.checkpoint import load_tensors
@@ -44,3 +45,15 @@ def test_each_frozen_teacher_of_the_chain_gets_its_own_cache(tmp_path):
                           for folder in ("teacher_cache", "teacher_cache_assistant1"))
     assert teacher.shape == assistant.shape and teacher.ndim == 3  # (samples, views, classes)
     assert not torch.equal(teacher, assistant)  # each holds its own teacher's logits
+
+
+@pytest.mark.parametrize("scheme", ["assistant", "born_again"])
+def test_chains_of_frozen_teachers_take_feature_losses(tmp_path, scheme):
+    """Each link pairs its own layers (pairs: auto), so a feature loss works along the chain."""
+    recipe = scheme_recipe(scheme, student={"name": "small_cnn", "args": {"channels": [4, 8], "hidden": 8}},
+                           distill={"loss": "at", "alpha": 1.0, "beta": None}, train__epochs=1)
+    if scheme == "assistant":
+        recipe["scheme"]["assistants"] = [{"name": "small_cnn", "args": {"channels": [8, 8], "hidden": 8}}]
+    summary = run_recipe(tmp_path, recipe)
+    log = (tmp_path / "metrics.jsonl").read_text()
+    assert '"at":' in log and summary["final_role"] in {row["role"] for row in summary["models"]}

@@ -36,16 +36,36 @@ CASES = [
     ("assistant without list", scheme_recipe("assistant", scheme={"name": "assistant"}), "needs scheme.assistants"),
     ("explicit pairs in a chain", scheme_recipe("assistant", distill={"loss": "fitnet", "pairs": [{"student": "hidden1", "teacher": "fc1"}]}), "use pairs: auto"),
     ("assistant without teacher", {k: v for k, v in scheme_recipe("assistant").items() if k != "teacher"}, "no teacher section"),
+    ("refine outside offline", scheme_recipe("online", refine={"epochs": 2}), "refine.epochs: scheme 'online' has no refinement phase"),
+    ("init outside a transfer", scheme_recipe("snapshot", distill={"loss": None, "terms": [{"loss": "kd", "stages": ["init", "main"]}], "init_epochs": 1}),
+     "distill.init_epochs: scheme 'snapshot' has no feature-initialisation stage"),
+    ("missing teacher checkpoint", scheme_recipe("multi_teacher", scheme__teachers=[TEACHER, {**TEACHER, "checkpoint": "no/such/run"}]),
+     "scheme.teachers[1].checkpoint: teacher checkpoint not found"),
+    ("byot without exits", scheme_recipe("byot", scheme__args={"exits": []}), None),
     ("bad peer model", scheme_recipe("online", scheme__peers=[{"name": "mlp", "args": {"hiden": [3]}}]), "scheme.peers[0].args"),
 ]
 
 
-@pytest.mark.parametrize("recipe,fragment", [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+@pytest.mark.parametrize("recipe,fragment", [case[1:] for case in CASES if case[2]], ids=[case[0] for case in CASES if case[2]])
 def test_bad_scheme_recipe_is_refused_before_training(recipe, fragment):
     with pytest.raises(PotstillError) as error:
         check(recipe)
     assert fragment in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_byot_with_no_exits_says_so(tmp_path):
+    from tests.engine.test_resume import run_recipe
+
+    with pytest.raises(PotstillError, match="scheme.args.exits is empty, so there is no shallow section"):
+        run_recipe(tmp_path, scheme_recipe("byot", scheme__args={"exits": []}))
+
+
+def test_cache_build_and_train_explain_what_the_scheme_does_instead(tmp_path, capsys):
+    online = write_recipe(tmp_path, scheme_recipe("online"), "online.yaml")
+    assert_user_error(capsys, ["cache", "build", str(online), "--out", str(tmp_path / "c")], "scheme 'online' has no single frozen teacher")
+    multi = write_recipe(tmp_path, scheme_recipe("multi_teacher"), "multi.yaml")
+    assert_user_error(capsys, ["train", str(multi)], "`potstill distill RECIPE` trains those")
 
 
 def test_scheme_shorthand_is_a_name():
@@ -63,3 +83,17 @@ def test_cli_lists_schemes(capsys):
     assert main(["list", "schemes"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("offline", "online", "byot", "born_again", "multi_teacher", "assistant"))
+
+
+@pytest.mark.parametrize("scheme", ["online", "collaborative", "byot", "snapshot", "multi_teacher"])
+def test_logit_schemes_take_every_logit_loss_and_name_every_other(scheme):
+    from potstill.knowledge import LOSSES
+
+    for loss in LOSSES.names():
+        kind = LOSSES.get(loss)
+        recipe = scheme_recipe(scheme, distill={"loss": loss, "alpha": 1.0, "beta": None})
+        if kind.pairing == "none" and kind.needs_teacher and kind.prepare_epochs == 0:
+            check(recipe)  # accepted
+        else:
+            with pytest.raises(PotstillError, match=f"loss '{loss}'"):
+                check(recipe)

@@ -23,7 +23,7 @@ from potstill.knowledge.wiring import build_terms, check_explicit_pairs
 from potstill.models import MODELS, create_model
 from potstill.pipeline import Runner, build_model, open_workbench, preflight, print_summary
 from potstill.recipe import Recipe
-from potstill.schemes import SCHEMES
+from potstill.schemes import SCHEMES, create_scheme
 from potstill.report import model_row, render_table, summarize
 from potstill.taps import dry_run, embedding_tap, stage_taps
 
@@ -170,6 +170,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
     recipe = config.load(args.target, Recipe, args.overrides)
     preflight(recipe, "distill")
     spec = recipe.distill.cache
+    scheme = create_scheme(recipe.scheme.name, recipe.scheme.args)
+    if not scheme.cache:
+        raise PotstillError(f"cache build: scheme '{scheme.name}' has no single frozen teacher whose outputs could be cached")
     if recipe.teacher is None or recipe.teacher.checkpoint is None:
         raise PotstillError(
             "cache build needs a trained teacher: set teacher.checkpoint (train one with `potstill train RECIPE`), "

@@ -30,6 +30,7 @@ class Assistant(Scheme):
     """The teacher teaches scheme.assistants in turn, the last assistant teaches the student."""
 
     model_lists = ("assistants",)
+    staged = True
 
     def __init__(self, compare_direct: bool = True) -> None:
         """compare_direct: also distil the student straight from the teacher, for the report."""

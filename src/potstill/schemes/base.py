@@ -20,6 +20,7 @@ from torch import nn
 from potstill.config import validate
 from potstill.engine.task import WeightedTerm
 from potstill.errors import PotstillError
+from potstill.knowledge import LOSSES
 from potstill.registry import Registry
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ class Scheme:
     model_lists: ClassVar[tuple[str, ...]] = ()  # which of scheme.peers / teachers / assistants it reads
     cache: ClassVar[bool] = True  # its teachers are frozen, so a teacher-output cache is exact
     logits_only: ClassVar[bool] = False  # its terms compare logits only (no single frozen teacher to tap)
+    staged: ClassVar[bool] = False  # it runs the recipe's preparation and init stages (distill.init_epochs)
+    refines: ClassVar[bool] = False  # it runs phase 3 (refine.epochs) on its result
     final_role: str = "student"  # the report row that answers "did distillation pay off?"
 
     @property
@@ -54,7 +57,8 @@ class Scheme:
                     f"scheme.{key} is read only by scheme {' and '.join(users)}, not by '{self.name}'; remove scheme.{key} or change scheme.name"
                 )
         if self.teacher == "none" and (recipe.teacher is not None or given_teacher):
-            raise PotstillError(f"scheme '{self.name}' has no pre-trained teacher; remove the teacher section (from Python: teacher=None)")
+            fix = "call distill() with teacher=None" if given_teacher else "remove the teacher section"
+            raise PotstillError(f"scheme '{self.name}' has no pre-trained teacher; {fix}")
         if self.teacher == "required" and recipe.teacher is None and not given_teacher and needs_teacher(terms):
             raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
         if not self.cache and recipe.distill.cache.enabled is True:
@@ -64,6 +68,16 @@ class Scheme:
             )
         if self.logits_only:
             check_logit_terms(terms, self.name)
+        if not self.staged and (recipe.distill.init_epochs > 0 or any("init" in term.stages for term in terms)):
+            raise PotstillError(
+                f"distill.init_epochs: scheme '{self.name}' has no feature-initialisation stage; set init_epochs: 0 and "
+                "remove stages: [init] from the terms (the offline, assistant and born_again schemes run it)"
+            )
+        if not self.refines and recipe.refine.epochs > 0:
+            raise PotstillError(
+                f"refine.epochs: scheme '{self.name}' has no refinement phase (its student alone would train "
+                f"{recipe.refine.epochs} epochs more than it); set refine.epochs: 0 or use scheme: offline"
+            )
 
     def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         """Train every stage; return (role, model) pairs for the report, in table order.
@@ -79,6 +93,10 @@ def needs_teacher(terms: list[WeightedTerm]) -> bool:
     return any(type(term.loss).needs_teacher for term in terms)
 
 
+def logit_losses() -> list[str]:
+    return [name for name in LOSSES.names() if LOSSES.get(name).pairing == "none" and LOSSES.get(name).needs_teacher]
+
+
 def check_logit_terms(terms: list[WeightedTerm], scheme: str) -> None:
     """Peers and ensembles are compared by their logits; a layer loss has no single teacher to tap."""
     for term in terms:
@@ -86,7 +104,7 @@ def check_logit_terms(terms: list[WeightedTerm], scheme: str) -> None:
         if loss.pairing != "none" or loss.prepare_epochs > 0:
             raise PotstillError(
                 f"distill: loss '{term.name}' compares intermediate layers, but scheme '{scheme}' passes knowledge "
-                "through logits only; use a logit loss (kd, dkd, dist, logit_standard) or scheme: offline"
+                f"through logits only; use a logit loss ({', '.join(logit_losses())}) or scheme: offline"
             )
         if not loss.needs_teacher:
             raise PotstillError(

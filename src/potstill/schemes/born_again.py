@@ -27,6 +27,7 @@ class BornAgain(Scheme):
     """Generations of the student architecture, each taught by the one before."""
 
     teacher = "optional"
+    staged = True
 
     def __init__(self, generations: int = 3) -> None:
         """generations: how many times the student is born again (the report's last one is the result)."""

@@ -180,10 +180,12 @@ class BeYourOwnTeacher(Scheme):
         exits = stages[:-1] if self.exits == "auto" else list(self.exits)
         deepest = self.deepest or (stages[-1] if stages else None)
         check_tap_names(student, exits + ([deepest] if deepest else []), "scheme 'byot': the student")
+        model = runner.recipe.student.name if runner.recipe.student else type(student).__name__
         if not exits or deepest is None:
+            found = "scheme.args.exits is empty" if self.exits != "auto" else f"the student ({model}) has fewer than two stages"
             raise PotstillError(
-                f"scheme 'byot': found no section ends in the student ({type(student).__name__}); name them in "
-                "scheme.args.exits (`potstill list taps MODEL` prints the module names)"
+                f"scheme 'byot': {found}, so there is no shallow section to attach a head to; name the exits in "
+                f"scheme.args.exits (`potstill list taps {model}` prints the module names)"
             )
         order = [info.name for info in infos]
         if deepest in exits or any(order.index(exit) > order.index(deepest) for exit in exits):

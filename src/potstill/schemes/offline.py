@@ -126,6 +126,9 @@ class OfflineDistillation(Task):
 class Offline(Scheme):
     """A frozen, pre-trained teacher teaches the student (the default)."""
 
+    staged = True
+    refines = True
+
     def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         recipe, terms = runner.recipe, runner.terms()
         student_init = student if student is not None else runner.student()
