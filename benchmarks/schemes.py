@@ -28,6 +28,8 @@ import statistics
 import time
 from pathlib import Path
 
+import yaml
+
 from potstill import config
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
@@ -111,6 +113,7 @@ def run_variant(base: dict, changes: dict, seed: int, folder: Path, bench) -> di
     recipe = config.validate(merge({**base, "seed": seed}, changes), Recipe, source=folder.name)
     run = RunDir(folder)
     run.create(resume=False)
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(config.to_dict(recipe), sort_keys=False))
     start = time.perf_counter()
     summary = Runner(recipe, run, Reporter(quiet=True), bench=bench).run_distill()
     rows = {row["role"]: row for row in summary["models"]}
@@ -145,18 +148,56 @@ def table(experiment: str, results: dict[str, list[dict]]) -> list[str]:
     return lines + [""]
 
 
+def exit_latency(run_folder: Path, repeats: int, rounds: int = 5) -> list[str]:
+    """Re-time a finished BYOT run's exits and full depth, interleaved in rounds (median per model),
+    so the ratios hold even on a busy machine."""
+    from potstill.engine.checkpoint import load_into, load_tensors
+    from potstill.engine.metrics import cpu_latency_ms
+    from potstill.schemes.base import create_scheme
+    from potstill.schemes.byot import EarlyExit, ExitHead
+
+    saved = run_folder / "recipe.yaml"  # written by run_variant; older runs: rebuilt from the table
+    recipe = config.load(saved, Recipe) if saved.is_file() else config.validate(merge(BASE, EXPERIMENTS["byot"]["byot"][0]), Recipe)
+    runner = Runner(recipe, RunDir(run_folder), Reporter(quiet=True))
+    student, scheme = runner.student(), create_scheme(recipe.scheme.name, recipe.scheme.args)
+    exits, deepest, shapes = scheme.sections(runner, student)
+    load_into(student, load_tensors(run_folder / "student" / "model.safetensors")[0], "model.safetensors", "student")
+    heads = load_tensors(run_folder / "student" / "heads.safetensors")[0]
+    models = {}
+    for index, name in enumerate(exits, start=1):
+        head = ExitHead(shapes[name], shapes[deepest], runner.bench.splits.num_classes)
+        load_into(head, {k.split(".", 1)[1]: v for k, v in heads.items() if k.startswith(f"exit{index}.")}, "heads.safetensors", f"exit{index}")
+        models[f"exit {index} ({name})"] = EarlyExit(student, head, name).eval()
+    models["full depth"] = student.eval()
+    batch = recipe.report.latency_batch_size
+    times = {label: [] for label in models}
+    for _ in range(rounds):
+        for label, model in models.items():
+            times[label].append(cpu_latency_ms(model, runner.bench.splits.input_shape, batch, repeats))
+    full = statistics.median(times["full depth"])
+    lines = [f"| model | CPU ms / {batch} (median of {rounds} rounds x {repeats}) | ÷ full depth |", "|---|---|---|"]
+    for label, values in times.items():
+        lines.append(f"| {label} | {statistics.median(values):.2f} | {statistics.median(values) / full:.2f} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS), choices=list(EXPERIMENTS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base recipe, e.g. train.epochs=2")
-    parser.add_argument("--report", type=Path, help="only print the tables of a finished run's results.json")
+    parser.add_argument("--report", type=Path, nargs="+", help="only print the tables of finished runs' results.json")
+    parser.add_argument("--exit-latency", type=Path, metavar="RUN", help="re-time a finished BYOT run's exits (e.g. OUT/byot/byot/seed0)")
     args = parser.parse_args()
+    if args.exit_latency:
+        print("\n".join(exit_latency(args.exit_latency, repeats=20)))
+        return
     if args.report:
-        results = json.loads(args.report.read_text())
-        for experiment in results:
-            print("\n".join(table(experiment, results[experiment])))
+        for path in args.report:
+            results = json.loads(path.read_text())
+            for experiment in results:
+                print("\n".join(table(experiment, results[experiment])))
         return
     out = args.out or ROOT / "runs" / f"bench_schemes_{time.strftime('%Y%m%d-%H%M%S')}"
     base = config.apply_overrides(BASE, args.set)
