@@ -331,11 +331,13 @@ class Runner:
         rows, teacher_logits = [], None
         times = self.stage_times()
         for role, model in models:
-            row, logits = model_row(role, model, self.bench, self.recipe.report, teacher_logits, self.weights_file(role), times.get(role))
+            weights = self.weights_file(role)
+            row, logits = model_row(role, model, self.bench, self.recipe.report, teacher_logits, weights, times.get(role))
             if role == "teacher":
                 teacher_logits = logits
             row["title"] = self.roles.get(role, {}).get("title") or row["title"]
             row["architecture"] = self.architecture(role, model)
+            row["weights"] = self.weights_record(weights, model)
             rows.append(row)
         summary = summarize(rows, self.bench.splits.describe(), final)
         summary["scheme"], summary["final_role"] = self.recipe.scheme.name, final
@@ -351,6 +353,15 @@ class Runner:
         if role == "teacher" and self.recipe.teacher is not None:
             return self.teacher_file(self.recipe.teacher, role)
         return self.run.stage(role) / "model.safetensors"
+
+    def weights_record(self, path: Path, model: nn.Module) -> str | None:
+        """The file `potstill eval` rebuilds a row from (relative to the run folder when inside it);
+        None when the file does not hold exactly this model (combined teachers, exits with their heads)."""
+        if not path.is_file():
+            return None
+        if set(load_tensors(path)[0]) != set(model.state_dict()):
+            return None
+        return str(path.relative_to(self.run.path)) if path.is_relative_to(self.run.path) else str(path)
 
     def teacher_file(self, spec: TeacherSpec, stage: str) -> Path:
         """Where a teacher's weights are: its checkpoint, or the stage that trained it."""

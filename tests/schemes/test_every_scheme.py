@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from potstill.engine.checkpoint import load_tensors
 from potstill.schemes import SCHEMES
@@ -62,3 +63,20 @@ def test_every_exported_file_loads_without_pickle(tmp_path, name):
     for path in (tmp_path / "run").rglob("*.safetensors"):
         tensors, _ = load_tensors(path)
         assert all(isinstance(t, torch.Tensor) and torch.isfinite(t.float()).all() for t in tensors.values()), path
+
+
+@pytest.mark.parametrize("name,skipped", [("online", []), ("born_again", []), ("byot", ["exit 1 (block1)"]),
+                                          ("multi_teacher", ["teachers combined (confidence)"])])
+def test_eval_re_measures_every_row_with_its_own_weights_file(tmp_path, capsys, name, skipped):
+    from potstill.cli.main import main
+
+    recipe = scheme_recipe(name, train__epochs=2)
+    run_recipe(tmp_path, recipe)
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["eval", str(tmp_path), "--quiet"]) == 0
+    saved = {row["role"]: row for row in json.loads((tmp_path / "summary.json").read_text())["models"]}
+    again = json.loads((tmp_path / "eval.json").read_text())
+    assert again["not_re_measured"] == skipped
+    assert len(again["models"]) == len(saved) - len(skipped)
+    for row in again["models"]:
+        assert row["test_acc"] == pytest.approx(saved[row["role"]]["test_acc"]) and row["title"] == saved[row["role"]]["title"]

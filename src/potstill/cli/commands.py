@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -22,9 +23,9 @@ from potstill.knowledge import LOSSES
 from potstill.knowledge.wiring import build_terms, check_explicit_pairs
 from potstill.models import MODELS, create_model
 from potstill.pipeline import Runner, build_model, open_workbench, preflight, print_summary
-from potstill.recipe import Recipe
-from potstill.schemes import SCHEMES, create_scheme
+from potstill.recipe import ModelSpec, Recipe
 from potstill.report import model_row, render_table, summarize
+from potstill.schemes import SCHEMES, create_scheme
 from potstill.taps import dry_run, embedding_tap, stage_taps
 
 
@@ -99,22 +100,51 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise PotstillError(f"{run.path} holds no recipe.yaml; give a run folder made by potstill train/distill")
     recipe = config.load(run.path / "recipe.yaml", Recipe)
     runner = Runner(recipe, run, Reporter(quiet=True), resume=True)
-    rows, teacher_logits, times = [], None, runner.stage_times()
-    for role in ("teacher", "baseline", "student", "refine"):
-        model = finished_model(runner, role)
+    rows, teacher_logits, times, skipped = [], None, runner.stage_times(), []
+    for role, title, model, weights in saved_models(runner):
         if model is None:
+            skipped.append(title)
             continue
-        weights = run.stage(role) / "model.safetensors"
         row, logits = model_row(role, model, runner.bench, recipe.report, teacher_logits, weights, times.get(role))
+        row["title"] = title or row["title"]
         teacher_logits = logits if role == "teacher" else teacher_logits
         rows.append(row)
     if not rows:
         raise PotstillError(f"{run.path} holds no finished models (no */model.safetensors); finish it with --resume")
-    summary = summarize(rows, runner.bench.splits.describe())
+    summary_file = run.path / "summary.json"
+    final = json.loads(summary_file.read_text()).get("final_role", "student") if summary_file.is_file() else "student"
+    summary = summarize(rows, runner.bench.splits.describe(), final)
+    summary["not_re_measured"] = skipped
     run.write_json("eval.json", summary)
     if not args.quiet:
         render_table(summary)
+        if skipped:
+            print(f"not re-measured (no single weights file; summary.json keeps them): {', '.join(skipped)}")
     return 0
+
+
+def saved_models(runner: Runner):
+    """(role, title, model or None, weights file) for each row of the run's summary.json, rebuilt
+    from its architecture and weights file; a run without a summary: its offline stages."""
+    summary_file = runner.run.path / "summary.json"
+    rows = json.loads(summary_file.read_text())["models"] if summary_file.is_file() else []
+    if not any("weights" in row for row in rows):  # unfinished, or made before rows named their files
+        for role in ("teacher", "baseline", "student", "refine"):
+            model = finished_model(runner, role)
+            if model is not None:
+                yield role, None, model, runner.run.stage(role) / "model.safetensors"
+        return
+    for row in rows:
+        weights = row.get("weights")
+        architecture = row.get("architecture", {})
+        if weights is None or architecture.get("name") not in MODELS:
+            yield row["role"], row["title"], None, None
+            continue
+        path = Path(weights) if Path(weights).is_absolute() else runner.run.path / weights
+        model = build_model(ModelSpec(architecture["name"], architecture.get("args", {})), runner.bench, row["role"], runner.recipe.seed)
+        tensors, _ = load_tensors(path)
+        load_into(model, {k: v.to(runner.bench.device) for k, v in tensors.items()}, str(path), row["role"])
+        yield row["role"], row["title"], model, path
 
 
 def cmd_list(args: argparse.Namespace) -> int:
