@@ -51,7 +51,7 @@ def check_model_spec(spec: ModelSpec, role: str) -> None:
     for reserved in ("input_shape", "num_classes"):
         if reserved in spec.args:
             raise PotstillError(f"{role}.args.{reserved} is set from the dataset; remove it from the recipe")
-    MODELS.check_kwargs(spec.name, spec.args, where=f"{role}.args")
+    MODELS.check_kwargs(spec.name, spec.args, where=f"{role}.args", reserved=("input_shape", "num_classes"))
 
 
 def preflight(recipe: Recipe, command: str) -> None:

@@ -60,9 +60,10 @@ class Registry:
         params.pop("self", None)
         return {k: p for k, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
-    def check_kwargs(self, name: str, kwargs: dict[str, Any], where: str = "") -> None:
-        """Raise a PotstillError naming every keyword `name` does not accept."""
-        accepted = self.parameters(name)
+    def check_kwargs(self, name: str, kwargs: dict[str, Any], where: str = "", reserved: tuple[str, ...] = ()) -> None:
+        """Raise a PotstillError naming every keyword `name` does not accept; `reserved`: accepted
+        by the constructor but set by potstill, so neither suggested nor listed."""
+        accepted = {key: value for key, value in self.parameters(name).items() if key not in reserved}
         unknown = [k for k in kwargs if k not in accepted]
         if unknown:
             location = f" in {where}" if where else ""

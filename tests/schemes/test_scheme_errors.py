@@ -68,6 +68,14 @@ def test_cache_build_and_train_explain_what_the_scheme_does_instead(tmp_path, ca
     assert_user_error(capsys, ["train", str(multi)], "`potstill distill RECIPE` trains those")
 
 
+def test_a_bad_model_argument_lists_only_what_a_recipe_may_set():
+    with pytest.raises(PotstillError) as error:
+        check(scheme_recipe("online", scheme__peers=[{"name": "mlp", "args": {"hiden": [3]}}]))
+    message = str(error.value)
+    assert "did you mean 'hidden'" in message and "it accepts: hidden" in message
+    assert "input_shape" not in message and "num_classes" not in message
+
+
 def test_scheme_shorthand_is_a_name():
     recipe = config.validate(scheme_recipe("snapshot", scheme="snapshot"), Recipe)
     assert recipe.scheme.name == "snapshot" and recipe.scheme.args == {}
