@@ -20,7 +20,7 @@ from torch import nn
 from potstill import __version__
 from potstill.cache import CacheJob, TeacherCache, build, cache_folder, make_job
 from potstill.data import DATASETS, load_dataset
-from potstill.engine.checkpoint import load_into, load_tensors
+from potstill.engine.checkpoint import load_into, load_tensors, tensor_names
 from potstill.engine.loop import Callback, Stage, fit
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
@@ -359,7 +359,7 @@ class Runner:
         None when the file does not hold exactly this model (combined teachers, exits with their heads)."""
         if not path.is_file():
             return None
-        if set(load_tensors(path)[0]) != set(model.state_dict()):
+        if tensor_names(path) != set(model.state_dict()):
             return None
         return str(path.relative_to(self.run.path)) if path.is_relative_to(self.run.path) else str(path)
 

@@ -15,14 +15,14 @@ from torch import nn
 from potstill import config
 from potstill.cache.reader import check_cache, read_manifest
 from potstill.data import DATASETS
-from potstill.engine.checkpoint import atomic_write, guarded, load_into, load_tensors
+from potstill.engine.checkpoint import atomic_write, guarded
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES
 from potstill.knowledge.wiring import build_terms, check_explicit_pairs
 from potstill.models import MODELS, create_model
-from potstill.pipeline import Runner, build_model, open_workbench, preflight, print_summary
+from potstill.pipeline import Runner, open_workbench, preflight, print_summary
 from potstill.recipe import ModelSpec, Recipe
 from potstill.report import model_row, render_table, summarize
 from potstill.schemes import SCHEMES, create_scheme
@@ -87,10 +87,7 @@ def finished_model(runner: Runner, role: str) -> nn.Module | None:
             return runner.teacher()  # the run used an external teacher checkpoint
         return None
     spec = recipe.teacher.model if role == "teacher" else recipe.student
-    model = build_model(spec, runner.bench, role, recipe.seed)
-    tensors, _ = load_tensors(weights)
-    load_into(model, {k: v.to(runner.bench.device) for k, v in tensors.items()}, str(weights), role)
-    return model
+    return runner.load_weights(runner.build(spec, role), weights, role)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -141,10 +138,8 @@ def saved_models(runner: Runner):
             yield row["role"], row["title"], None, None
             continue
         path = Path(weights) if Path(weights).is_absolute() else runner.run.path / weights
-        model = build_model(ModelSpec(architecture["name"], architecture.get("args", {})), runner.bench, row["role"], runner.recipe.seed)
-        tensors, _ = load_tensors(path)
-        load_into(model, {k: v.to(runner.bench.device) for k, v in tensors.items()}, str(path), row["role"])
-        yield row["role"], row["title"], model, path
+        model = runner.build(ModelSpec(architecture["name"], architecture.get("args", {})), row["role"])
+        yield row["role"], row["title"], runner.load_weights(model, path, row["role"]), path
 
 
 def cmd_list(args: argparse.Namespace) -> int:

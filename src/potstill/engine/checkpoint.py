@@ -74,6 +74,15 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, header
 
 
+def tensor_names(path: Path) -> set[str]:
+    """The tensor names a safetensors file holds, read from its header (no tensor is loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as reader:
+            return set(reader.keys())
+    except (SafetensorError, OSError, ValueError) as error:
+        raise PotstillError(f"{path} is not a readable safetensors file ({error}); it is damaged or of another format") from error
+
+
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:
     """load_state_dict with a readable error listing missing, unexpected and mis-shaped keys."""
     expected = module.state_dict()

@@ -112,3 +112,7 @@ class WeightedTerm:
         """What the loss sees of one model: its logits and its tapped features, pair-ordered."""
         taps = self.student_taps if role == "student" else self.teacher_taps
         return {"logits": logits, "features": [features[name] for name in taps]}
+
+    def on_logits(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The unweighted loss between two models' logits alone (peers, exits, snapshots)."""
+        return self.loss(self.view(student_logits, {}, "student"), self.view(teacher_logits, {}, "teacher"), batch)

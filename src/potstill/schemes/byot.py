@@ -145,8 +145,7 @@ class SelfDistillation(Task):
             for term in self.terms:
                 weight = weights[f"{key}_{term.name}"] = term.weight_at(progress)
                 if weight > 0:
-                    student, teacher = term.view(exit_logits, {}, "student"), term.view(deepest_logits, {}, "teacher")
-                    terms[f"{key}_{term.name}"] = weight * term.loss(student, teacher, batch)
+                    terms[f"{key}_{term.name}"] = weight * term.on_logits(exit_logits, deepest_logits, batch)
             if self.hint_weight > 0:
                 terms[f"{key}_hint"] = self.hint_weight * F.mse_loss(bottleneck, deepest_features)
             weights[f"{key}_hint"] = self.hint_weight

@@ -27,7 +27,7 @@ from potstill.data.loader import Batch
 from potstill.engine.task import WeightedTerm
 from potstill.errors import PotstillError
 from potstill.schemes.base import SCHEMES, Scheme
-from potstill.schemes.offline import OfflineDistillation, freeze, named
+from potstill.schemes.offline import OfflineDistillation, freeze, frozen_forward, named
 
 if TYPE_CHECKING:
     from potstill.pipeline import Runner
@@ -82,10 +82,8 @@ class MultiTeacherDistillation(OfflineDistillation):
         return [self.model]
 
     def teacher_outputs(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        with self.timed("teacher"), torch.inference_mode():
-            self.ensemble.eval()
-            every = self.ensemble.every_teacher(batch["input"])  # (M, B, K)
-        return every.clone(), {}
+        with self.timed("teacher"):  # (M, B, K): every teacher's logits
+            return frozen_forward(self.ensemble, None, batch["input"], self.ensemble.every_teacher)
 
     def teacher_view(self, term: WeightedTerm, logits: torch.Tensor, features: dict[str, torch.Tensor]) -> dict:
         temperature = float(getattr(term.loss, "temperature", 1.0))

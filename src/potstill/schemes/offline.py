@@ -10,6 +10,7 @@ then each batch carries the sample indices and views whose outputs the cache hol
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import torch
@@ -41,11 +42,12 @@ def tapped(terms: list[WeightedTerm], role: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def frozen_forward(teacher: nn.Module, taps: Taps, inputs: torch.Tensor, forward=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The teacher's logits and tapped features, never tracked by autograd. `forward`: the
-    teacher's compiled form, if any."""
+def frozen_forward(teacher: nn.Module, taps: Taps | None, inputs: torch.Tensor, forward=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The teacher's logits and tapped features (none without `taps`), never tracked by autograd.
+    `forward`: what to call instead of the teacher (its compiled form, every teacher of an ensemble)."""
     teacher.eval()  # the loop calls module.train(); the teacher is not part of it
-    with torch.inference_mode(), taps.capture() as features:
+    capture = taps.capture() if taps is not None else contextlib.nullcontext({})
+    with torch.inference_mode(), capture as features:
         logits = (forward or teacher)(inputs)
     # clone() outside inference mode makes normal tensors that autograd may save for backward
     return logits.clone(), {name: value.clone() for name, value in features.items()}

@@ -73,8 +73,7 @@ class PeerLearning(Task):
             for term in self.terms[name]:
                 weight = weights[f"{name}_{term.name}"] = term.weight_at(progress)
                 if weight > 0:
-                    student = term.view(peer_logits, {}, "student")
-                    losses = [term.loss(student, term.view(target, {}, "teacher"), batch) for target in targets]
+                    losses = [term.on_logits(peer_logits, target, batch) for target in targets]
                     terms[f"{name}_{term.name}"] = weight * torch.stack(losses).mean()
         return StepResult(terms, logits["student"], weights)
 

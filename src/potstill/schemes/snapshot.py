@@ -25,7 +25,7 @@ from potstill.data.loader import Batch
 from potstill.engine.task import StepResult, Task, WeightedTerm, hard_label_loss
 from potstill.errors import PotstillError
 from potstill.schemes.base import SCHEMES, Scheme
-from potstill.schemes.offline import freeze, named
+from potstill.schemes.offline import freeze, frozen_forward, named
 
 if TYPE_CHECKING:
     from potstill.pipeline import Runner
@@ -85,13 +85,9 @@ class SnapshotDistillation(Task):
         terms = {"ce": self.alpha * hard_label_loss(logits, batch["target"], self.label_smoothing)}
         active = [term for term in self.terms if weights[term.name] > 0]
         if active:
-            self.teacher.model.eval()
-            with torch.inference_mode():
-                teacher_logits = self.teacher.model(batch["input"])
-            teacher_logits = teacher_logits.clone()
+            teacher_logits, _ = frozen_forward(self.teacher.model, None, batch["input"])
             for term in active:
-                student, teacher = term.view(logits, {}, "student"), term.view(teacher_logits, {}, "teacher")
-                terms[term.name] = weights[term.name] * term.loss(student, teacher, batch)
+                terms[term.name] = weights[term.name] * term.on_logits(logits, teacher_logits, batch)
         return StepResult(terms, logits, weights)
 
 
