@@ -290,7 +290,7 @@ class Runner:
         folder = cache_folder(spec, self.run.path) if own is None else self.run.path / f"teacher_cache_{own}"
         job = self.cache_job(teacher, terms, folder, architecture)
         self.build_cache(job)
-        cache = TeacherCache(job.folder, self.bench.device, spec.load, fingerprint=job.fingerprint, verify=False)
+        cache = TeacherCache(job.folder, self.bench.device, spec.load, fingerprint=job.fingerprint)
         info = cache.describe()
         self.reporter.message(
             f"cache  {job.folder}: {info['samples']} samples x {info['views']} views, "

@@ -31,11 +31,13 @@ from potstill.cache.store import (
     file_entry,
     finished_shard,
     foreign_files,
+    plan_id,
     read_array,
     read_json,
     shard_count,
     shard_json,
     shard_problems,
+    shard_files,
     shard_range,
     write_array,
     write_shard,
@@ -44,6 +46,7 @@ from potstill.data import ArrayData, Augment
 from potstill.data.arrays import to_unit_float
 from potstill.data.views import view_bank
 from potstill.engine.checkpoint import atomic_write, guarded
+from potstill.engine.lock import FolderLock
 from potstill.errors import PotstillError
 from potstill.taps import Taps
 
@@ -90,30 +93,48 @@ ShardCallback = Callable[[int], None]  # called with each finished shard's numbe
 
 def build(job: CacheJob, rebuild: bool = False, progress: Callable[[str], None] | None = None,
           on_shard: ShardCallback | None = None) -> dict[str, Any]:
-    """Build (or finish, or repair) the cache in `job.folder`; return its manifest."""
-    folder = job.folder
+    """Build (or finish, or repair) the cache in `job.folder`; return its manifest. The folder is
+    locked while it is written: a second build of the same folder is refused, not interleaved."""
     layout = probe_layout(job)
+    guarded(lambda: job.folder.mkdir(parents=True, exist_ok=True), job.folder)
+    refuse_strangers(job.folder)  # before the lock file: a folder that is not a cache is never written
+    with FolderLock(job.folder, "teacher cache"):
+        return build_locked(job, layout, rebuild, progress, on_shard)
+
+
+def build_locked(job: CacheJob, layout: dict[str, Any], rebuild: bool, progress: Callable[[str], None] | None,
+                 on_shard: ShardCallback | None) -> dict[str, Any]:
+    folder = job.folder
     prepare_folder(job, layout, rebuild)
     plan = {"format": FORMAT, "fingerprint": job.fingerprint, "layout": layout}
+    plan_key = plan_id(plan)
     guarded(lambda: atomic_write(folder / PLAN, json.dumps(plan, indent=1)), folder / PLAN)
-    bank = ensure_view_bank(job)
-    todo = [shard for shard in range(shard_count(layout)) if finished_shard(folder, shard) is None]
-    for shard in todo:  # finished once, damaged since: say so before rebuilding it
+    bank = ensure_view_bank(job, progress)
+    todo = [shard for shard in range(shard_count(layout)) if finished_shard(folder, shard, plan_key) is None]
+    for shard in todo:  # finished once, damaged or foreign since: say so before rebuilding it
         record = read_json(shard_json(folder, shard))
         if record is not None and progress:
-            progress(f"cache: {'; '.join(shard_problems(folder, record))}; rebuilding shard {shard}")
+            progress(f"cache: {'; '.join(shard_problems(folder, record, plan_key))}; rebuilding shard {shard}")
     current = read_json(folder / MANIFEST)
-    if not todo and current is not None and all(current.get(k) == v for k, v in plan.items()):
+    if not todo and current is not None and up_to_date(current, plan, folder, layout):
         return current  # up to date: keep the original build statistics
     start = time.perf_counter()
     if todo:
         if progress:
             progress(f"cache: building {len(todo)} of {shard_count(layout)} shards "
                      f"({sum(shard_range(layout, s)[1] - shard_range(layout, s)[0] for s in todo) * job.views} teacher passes) in {folder}")
-        run_shards(job, layout, bank, todo, on_shard)
+        run_shards(job, layout, bank, todo, plan_key, on_shard)
     manifest = assemble(job, plan, seconds=time.perf_counter() - start, built=todo)
     guarded(lambda: atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1)), folder / MANIFEST)
     return manifest
+
+
+def up_to_date(manifest: dict[str, Any], plan: dict[str, Any], folder: Path, layout: dict[str, Any]) -> bool:
+    """The manifest is this plan's and lists exactly the shard records now on disk (and the bank)."""
+    if not all(manifest.get(key) == value for key, value in plan.items()):
+        return False
+    records = [read_json(shard_json(folder, shard)) for shard in range(shard_count(layout))]
+    return manifest.get("shards") == records and manifest.get("view_bank") == file_entry(folder / VIEWS)
 
 
 def probe_layout(job: CacheJob) -> dict[str, Any]:
@@ -132,34 +153,56 @@ def probe_layout(job: CacheJob) -> dict[str, Any]:
             "num_classes": num_classes, "fields": fields}
 
 
+REBUILD = "rebuild it with `potstill cache build RECIPE --rebuild` or set distill.cache.path to another folder"
+
+
 def prepare_folder(job: CacheJob, layout: dict[str, Any], rebuild: bool) -> None:
-    """Create the folder; refuse a folder that holds other files or a different cache (unless rebuild)."""
+    """Refuse a folder that holds other files, a different cache, or shards that nothing
+    fingerprints (unless rebuild, which clears the cache's own files)."""
     folder = job.folder
-    guarded(lambda: folder.mkdir(parents=True, exist_ok=True), folder)
+    refuse_strangers(folder)
+    if rebuild:
+        clear(folder)
+        return
+    # a damaged manifest is rewritten from an intact plan, and the reverse; shards that neither names are foreign
+    records = [record for record in (read_json(folder / MANIFEST), read_json(folder / PLAN)) if record is not None]
+    if not records and shard_files(folder):
+        raise PotstillError(
+            f"{folder} holds teacher-cache shards but no readable manifest.json or plan.json, so nothing says which "
+            f"teacher, data and views they came from; potstill will not use them: {REBUILD}"
+        )
+    for existing in records:
+        changed = plan_changes(existing, job.fingerprint, layout)
+        if changed:
+            raise PotstillError(f"{folder} holds a teacher cache built from something else: {'; '.join(changed)}; {REBUILD}")
+
+
+def refuse_strangers(folder: Path) -> None:
     strangers = foreign_files(folder)
     if strangers:
         raise PotstillError(
             f"{folder} is not a teacher cache folder (it holds {', '.join(strangers[:3])}); set distill.cache.path to an empty or new folder"
         )
-    existing = read_json(folder / MANIFEST) or read_json(folder / PLAN)
-    if existing is None or rebuild:
-        clear(folder) if rebuild else None
-        return
-    changed = differences(existing.get("fingerprint", {}), job.fingerprint)
+
+
+def plan_changes(existing: dict[str, Any], stamp: dict[str, Any], layout: dict[str, Any]) -> list[str]:
+    changed = differences(existing.get("fingerprint", {}), stamp)
     if existing.get("layout") != layout:
         old = existing.get("layout", {})
+        if not isinstance(old, dict):
+            old = {}
         changed.append("layout: " + ", ".join(f"{k} {old.get(k)} -> {v}" for k, v in layout.items() if old.get(k) != v))
-    if changed:
-        raise PotstillError(
-            f"{folder} holds a teacher cache built from something else: {'; '.join(changed)}; "
-            "rebuild it with `potstill cache build RECIPE --rebuild` or set distill.cache.path to another folder"
-        )
+    return changed
 
 
-def ensure_view_bank(job: CacheJob) -> torch.Tensor:
+def ensure_view_bank(job: CacheJob, progress: Callable[[str], None] | None = None) -> torch.Tensor:
+    """The seeded bank of views; a missing or damaged views.npy is named and written anew."""
     path = job.folder / VIEWS
     bank = view_bank(len(job.data), job.views, job.augment.hflip, job.augment.crop_padding, job.view_seed)
-    if not np.array_equal(read_array(path), bank.numpy()):
+    on_disk = read_array(path)
+    if on_disk is None or on_disk.shape != bank.shape or not np.array_equal(on_disk, bank.numpy()):
+        if progress and path.exists():
+            progress(f"cache: {VIEWS} is damaged or holds other views; writing it anew")
         write_array(path, bank.numpy())
     return bank
 
@@ -188,16 +231,17 @@ def compute_shard(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, sha
     return {name: torch.stack([v[name] for v in per_view], dim=1).numpy() for name in layout["fields"]}
 
 
-def run_shards(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, todo: list[int], on_shard: ShardCallback | None) -> None:
+def run_shards(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, todo: list[int], plan: str,
+               on_shard: ShardCallback | None) -> None:
     workers = job.worker_count(len(todo))
     if workers == 1:
         for shard in todo:
-            write_shard(job.folder, shard, layout, compute_shard(job, layout, bank, shard))
+            write_shard(job.folder, shard, layout, compute_shard(job, layout, bank, shard), plan)
             if on_shard:
                 on_shard(shard)
         return
     context = multiprocessing.get_context("fork")  # children share the teacher and data; nothing is serialised
-    processes = [context.Process(target=worker, args=(job, layout, bank, todo[number::workers])) for number in range(workers)]
+    processes = [context.Process(target=worker, args=(job, layout, bank, todo[number::workers], plan)) for number in range(workers)]
     for process in processes:
         process.start()
     for process in processes:
@@ -207,16 +251,16 @@ def run_shards(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, todo: 
         raise PotstillError(f"{len(failed)} cache build worker(s) failed (exit codes {failed}); finished shards are kept, run the build again to continue")
 
 
-def worker(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, shards: list[int]) -> None:
+def worker(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, shards: list[int], plan: str) -> None:
     torch.set_num_threads(1)
     for shard in shards:
-        write_shard(job.folder, shard, layout, compute_shard(job, layout, bank, shard))
+        write_shard(job.folder, shard, layout, compute_shard(job, layout, bank, shard), plan)
 
 
 def assemble(job: CacheJob, plan: dict[str, Any], seconds: float, built: list[int]) -> dict[str, Any]:
     layout = plan["layout"]
     records = [read_json(shard_json(job.folder, shard)) for shard in range(shard_count(layout))]
-    missing = [shard for shard, record in enumerate(records) if record is None]
+    missing = [shard for shard, record in enumerate(records) if record is None or record.get("plan") != plan_id(plan)]
     if missing:
         raise PotstillError(f"cache shards {missing[:5]} were not written; run the build again to continue")
     payload = {name: int(np.prod(f["shape"], dtype=np.int64)) * np.dtype(f["dtype"]).itemsize for name, f in layout["fields"].items()}
