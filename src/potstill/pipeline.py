@@ -8,6 +8,7 @@ resumed run skips finished stages and continues the interrupted one from its che
 from __future__ import annotations
 
 import copy
+import json
 import platform
 import sys
 from dataclasses import replace
@@ -25,7 +26,9 @@ from potstill.engine.loop import Callback, Stage, fit
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.engine.speed import prepare_model
+from potstill.engine.stamp import recipe_stamp
 from potstill.engine.task import Supervised, WeightedTerm
+from potstill.engine.weights import load_weights, teacher_weights_file
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms, connect_terms
 from potstill.models import MODELS, create_model
@@ -97,18 +100,14 @@ def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.M
     return model
 
 
-def teacher_weights_file(path: str, key: str = "teacher.checkpoint") -> Path:
-    """A .safetensors file, or a run folder from `potstill train` / `potstill distill`; `key`: the
-    recipe key that named it."""
-    location = Path(path)
-    candidates = [location] if location.suffix == ".safetensors" else [location / "teacher" / "model.safetensors", location / "model.safetensors"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise PotstillError(
-        f"{key}: teacher checkpoint not found: looked for {', '.join(map(str, candidates))}; "
-        f"train one with `potstill train RECIPE` or set {key} to a .safetensors file"
-    )
+def check_teacher_checkpoints(recipe: Recipe, bench: Workbench) -> None:
+    """Load every teacher checkpoint the recipe names into its architecture, so that a wrong or
+    broken file is found before the run folder is created (a retry can then reuse the folder)."""
+    named = [("teacher", recipe.teacher)] + [(f"scheme.teachers[{i}]", spec) for i, spec in enumerate(recipe.scheme.teachers)]
+    for key, spec in named:
+        if spec is not None and spec.checkpoint is not None:
+            model = build_model(spec.model, bench, key, recipe.seed)
+            load_weights(model, teacher_weights_file(spec.checkpoint, f"{key}.checkpoint"), key, bench.device)
 
 
 class Runner:
@@ -145,7 +144,7 @@ class Runner:
             task.compile()
         torch.manual_seed(seed)
         loader = self.bench.train_loader(seed, views=views, channels_last=engine.channels_last)
-        stage = Stage(name, task, spec, loader, evaluate or self.bench.evaluate, seed, self.callbacks, engine)
+        stage = Stage(name, task, spec, loader, evaluate or self.bench.evaluate, seed, self.callbacks, engine, recipe_stamp(self.recipe))
         return fit(stage, self.run, self.reporter, resume=self.resume)
 
     def load_finished(self, name: str, task) -> bool:
@@ -173,8 +172,7 @@ class Runner:
         return self.load_weights(model, teacher_weights_file(spec.checkpoint), stage)
 
     def load_weights(self, model: nn.Module, path: Path, what: str) -> nn.Module:
-        tensors, _ = load_tensors(path)
-        load_into(model, {k: v.to(self.bench.device) for k, v in tensors.items()}, str(path), what)
+        load_weights(model, path, what, self.bench.device)
         self.reporter.message(f"{what}: loaded {path}")
         return model
 
@@ -183,16 +181,27 @@ class Runner:
             raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
         return build_model(self.recipe.student, self.bench, "student", self.recipe.seed)
 
+    def write_description(self) -> None:
+        """run.json: versions, device, threads and data of the start; a resume adds its own entry."""
+        path = self.run.path / "run.json"
+        if self.resume and path.is_file():
+            first = json.loads(path.read_text())
+            now = self.describe()
+            first.setdefault("resumed", []).append({key: now[key] for key in ("potstill", "torch", "argv", "device", "threads")})
+            self.run.write_json("run.json", first)
+        else:
+            self.run.write_json("run.json", self.describe())
+
     def run_train(self) -> dict[str, Any]:
         """Phase 1 only: pre-train the teacher."""
-        self.run.write_json("run.json", self.describe())
+        self.write_description()
         teacher = self.teacher()
         return self.finish([("teacher", teacher)])
 
     def run_distill(self, teacher: nn.Module | None = None, student: nn.Module | None = None) -> dict[str, Any]:
         """Phases 1-3 as the recipe's scheme arranges them; `teacher`/`student` given from Python
         replace the recipe's models."""
-        self.run.write_json("run.json", self.describe())
+        self.write_description()
         scheme = create_scheme(self.recipe.scheme.name, self.recipe.scheme.args)
         scheme.check(self.recipe, self.terms(), given_teacher=teacher is not None)  # fail on a bad loss or combination before any training
         models = scheme.run(self, teacher, student)

@@ -18,11 +18,12 @@ from potstill.data import DATASETS
 from potstill.engine.checkpoint import atomic_write, guarded
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
+from potstill.engine.stamp import check_resume
 from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES
 from potstill.knowledge.wiring import build_terms, check_explicit_pairs
 from potstill.models import MODELS, create_model
-from potstill.pipeline import Runner, open_workbench, preflight, print_summary
+from potstill.pipeline import Runner, check_teacher_checkpoints, open_workbench, preflight, print_summary
 from potstill.recipe import ModelSpec, Recipe
 from potstill.report import model_row, render_table, summarize
 from potstill.schemes import SCHEMES, create_scheme
@@ -52,30 +53,42 @@ def resolve_recipe(args: argparse.Namespace) -> tuple[Recipe, RunDir]:
     return recipe, RunDir(args.run_dir or Path(recipe.output_dir) / recipe.name)
 
 
-def start(args: argparse.Namespace) -> tuple[Runner, Reporter]:
+def start(args: argparse.Namespace) -> tuple[Runner | None, Reporter]:
+    """Check everything a run needs, then create (or reopen) and lock its folder. None for a run
+    that is already finished: its files are left exactly as they are."""
     recipe, run = resolve_recipe(args)
     resume = bool(args.resume)
+    reporter = Reporter(quiet=args.quiet)
+    if resume:
+        check_resume(run.path, recipe)  # recipe.yaml edited since the checkpoints were written
+        if (run.path / "summary.json").is_file():
+            reporter.message(f"{run.path} is finished (summary.json); nothing to resume, its files are left as they are")
+            print_summary(json.loads((run.path / "summary.json").read_text()), reporter)
+            return None, reporter
     preflight(recipe, args.command)  # bad names and arguments fail before anything is written
     bench = open_workbench(recipe)  # so do missing or damaged data files
+    check_teacher_checkpoints(recipe, bench)  # and teacher files of the wrong architecture or with NaN
     run.create(resume=resume)
+    args.run_path = run.path  # for the message if the run is interrupted
     if not resume:
         text = yaml.safe_dump(config.to_dict(recipe), sort_keys=False)
         guarded(lambda: atomic_write(run.path / "recipe.yaml", text), run.path / "recipe.yaml")
-    reporter = Reporter(quiet=args.quiet)
     reporter.message(f"run folder: {run.path}")
     return Runner(recipe, run, reporter, resume=resume, bench=bench), reporter
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     runner, reporter = start(args)
-    print_summary(runner.run_train(), reporter)
+    if runner is not None:
+        print_summary(runner.run_train(), reporter)
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     runner, reporter = start(args)
-    print_summary(runner.run_distill(), reporter)
-    reporter.message(f"results: {runner.run.path / 'summary.json'}")
+    if runner is not None:
+        print_summary(runner.run_distill(), reporter)
+        reporter.message(f"results: {runner.run.path / 'summary.json'}")
     return 0
 
 

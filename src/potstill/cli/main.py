@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from pathlib import Path
+
+import torch
 
 from potstill import __version__
 from potstill.cli.commands import cmd_cache, cmd_distill, cmd_eval, cmd_list, cmd_train
@@ -83,8 +87,25 @@ def import_user_modules(names: list[str]) -> None:
             raise PotstillError(f"--import {name}: cannot import it ({error}); run from the folder that holds {name}.py") from error
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or `kill`), stopped like Ctrl-C: checkpoints are written atomically,
+    so whatever step it lands in, the last one is intact."""
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def resume_words(args: argparse.Namespace) -> str:
+    run = getattr(args, "run_path", None)
+    if run is None:
+        return "nothing was written to a run folder yet"
+    return f"checkpoints written so far are intact; continue with potstill {args.command} --resume {run}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         import_user_modules(args.imports)
         return args.handler(args) or 0
@@ -93,9 +114,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"potstill: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("potstill: interrupted; the last checkpoint is intact, continue with --resume RUN", file=sys.stderr)
-        return 130
+    except (MemoryError, torch.OutOfMemoryError) as error:
+        if args.debug:
+            raise
+        print(f"potstill: error: out of memory ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+              f"lower data.batch_size / data.eval_batch_size or the model size, or free memory; {resume_words(args)}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as interrupt:
+        what = "stopped by SIGTERM" if isinstance(interrupt, Terminated) else "interrupted"
+        print(f"potstill: {what}; {resume_words(args)}", file=sys.stderr)
+        return 143 if isinstance(interrupt, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

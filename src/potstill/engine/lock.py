@@ -71,3 +71,22 @@ def _read_holder(handle: int) -> str:
         return ""
     pid = holder.get("pid") if isinstance(holder, dict) else None
     return f" (pid {pid})" if isinstance(pid, int) else ""
+
+
+# Locks this process holds on folders, by real path: a process that opens the same run folder
+# twice (a resume from Python, a test) shares its own lock instead of refusing itself.
+_HELD: dict[str, FolderLock] = {}
+
+
+def hold(folder: str | Path, what: str) -> FolderLock:
+    """Take (or share, within this process) the lock on `folder` until `let_go`."""
+    key = os.path.realpath(folder)
+    if key not in _HELD:
+        _HELD[key] = FolderLock(folder, what).acquire()
+    return _HELD[key]
+
+
+def let_go(folder: str | Path) -> None:
+    lock = _HELD.pop(os.path.realpath(folder), None)
+    if lock is not None:
+        lock.release()

@@ -40,10 +40,17 @@ class Stage:
     seed: int = 0
     callbacks: list[Callback] = field(default_factory=list)
     engine: EngineSpec = field(default_factory=EngineSpec)
+    stamp: dict = field(default_factory=dict)  # saved in every checkpoint header, e.g. the resolved recipe
 
 
 class NonFiniteLoss(PotstillError):
     pass
+
+
+FRESH_START = (
+    "a resumed run repeats the same steps and would fail again: start a new run (--run-dir) with a lower "
+    "train.lr or a train.grad_clip, after checking the inputs for NaN/inf"
+)
 
 
 def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> nn.Module:
@@ -68,8 +75,9 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
             record.update(stage.evaluate(stage.task.model))
             for name, model in stage.task.reported_models().items():
                 record.update({f"{name}_{key}": value for key, value in stage.evaluate(model).items()})
+            check_finite_weights(stage.name, epoch, module, checkpoint)
             run.log(record)
-            header = {"stage": stage.name, "epochs_done": epoch + 1}
+            header = {"stage": stage.name, "epochs_done": epoch + 1, **stage.stamp}
             guarded(lambda header=header: save_training_state(checkpoint, module, optimizer, scheduler, header), checkpoint)
             reporter.epoch_end(describe(record, stage.spec.epochs))
             for callback in stage.callbacks:
@@ -78,7 +86,7 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
         reporter.stage_end()
 
     model_path = folder / "model.safetensors"
-    header = {"stage": stage.name, "epochs": stage.spec.epochs}
+    header = {"stage": stage.name, "epochs": stage.spec.epochs, **stage.stamp}
     guarded(lambda: save_tensors(model_path, stage.task.model.state_dict(), header), model_path)
     for name, exported in stage.task.exports().items():  # e.g. each peer's own weights file
         path = folder / f"{name}.safetensors"
@@ -142,15 +150,27 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
 def non_finite(stage: str, epoch: int, step: int, every: int, terms: dict[str, torch.Tensor], checkpoint) -> NonFiniteLoss:
     values = ", ".join(f"{name}={float(term.detach()):.4g}" for name, term in terms.items())
     where = f"step {step + 1}" if every == 1 else f"steps {step + 2 - every}..{step + 1}"
-    kept = (
-        f"the last good checkpoint (after epoch {epoch}) at {checkpoint} is intact"
-        if checkpoint.is_file()
-        else "no checkpoint had been written yet"
-    )
     return NonFiniteLoss(
         f"{stage}: the loss became non-finite at epoch {epoch + 1}, {where} (last step: {values}); training stopped and "
-        f"{kept}. Lower the learning rate or set train.grad_clip, check the inputs for NaN/inf, then --resume"
+        f"{kept_words(epoch, checkpoint)}. {FRESH_START}"
     )
+
+
+def check_finite_weights(stage: str, epoch: int, module: nn.Module, checkpoint) -> None:
+    """Refuse to checkpoint NaN/inf weights: the last step of an epoch can overflow after the
+    loss was checked, and a checkpoint must always be one a run can continue from."""
+    bad = [name for name, tensor in module.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise NonFiniteLoss(
+            f"{stage}: weights became non-finite during epoch {epoch + 1} ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
+            f"training stopped and {kept_words(epoch, checkpoint)}. {FRESH_START}"
+        )
+
+
+def kept_words(epoch: int, checkpoint) -> str:
+    if checkpoint.is_file():
+        return f"the last good checkpoint (after epoch {epoch}) at {checkpoint} is intact"
+    return "no checkpoint had been written yet"
 
 
 def train_words(record: dict) -> str:

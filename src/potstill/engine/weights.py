@@ -1,0 +1,52 @@
+"""Weights files a user hands in: teacher checkpoints (a safetensors file or a run folder), read
+without unpickling anything and checked for names, shapes and finite values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from potstill.engine.checkpoint import load_into, load_tensors
+from potstill.errors import PotstillError
+
+TORCH_SAVE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+CONVERT = (
+    "python -c \"import torch; from safetensors.torch import save_file; "
+    "save_file(torch.load('{path}', weights_only=True), '{target}')\""
+)
+
+
+def teacher_weights_file(path: str, key: str = "teacher.checkpoint") -> Path:
+    """A .safetensors file, or a run folder from `potstill train` / `potstill distill`; `key`: the
+    recipe key that named it. potstill never unpickles: a torch.save file gets the conversion."""
+    location = Path(path)
+    if location.suffix in TORCH_SAVE_SUFFIXES:
+        target = location.with_suffix(".safetensors")
+        raise PotstillError(
+            f"{key}: {location} is a torch.save file (Python pickles), and potstill never loads pickles, since loading "
+            f"one can run any code; convert its state dict to safetensors once (weights_only=True loads tensors only): "
+            f"{CONVERT.format(path=location, target=target)} and set {key}: {target}"
+        )
+    candidates = [location] if location.suffix == ".safetensors" else [location / "teacher" / "model.safetensors", location / "model.safetensors"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise PotstillError(
+        f"{key}: teacher checkpoint not found: looked for {', '.join(map(str, candidates))}; "
+        f"train one with `potstill train RECIPE` or set {key} to a .safetensors file"
+    )
+
+
+def load_weights(model: nn.Module, path: Path, what: str, device: torch.device) -> nn.Module:
+    """Weights from a safetensors file into `model`: names and shapes must match, values must be finite."""
+    tensors, _ = load_tensors(path)
+    bad = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise PotstillError(
+            f"{path} holds NaN or infinite values ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); the {what} it was "
+            "saved from had diverged: use an earlier checkpoint or train it again"
+        )
+    load_into(model, {k: v.to(device) for k, v in tensors.items()}, str(path), what)
+    return model
