@@ -50,22 +50,36 @@ class Workbench:
 
     def check_model(self, model: nn.Module, role: str) -> None:
         """One dry-run forward pass: the model must accept the data and predict its classes."""
-        sample = self.eval_loader("test")
-        inputs = next(sample.batches())["input"][:2]
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.inference_mode():
-                logits = model(inputs)
-        except RuntimeError as error:
-            raise PotstillError(
-                f"the {role} cannot process {self.splits.name} inputs of shape {tuple(inputs.shape[1:])}: "
-                f"{str(error).splitlines()[0]}; pick a model built for this input shape"
-            ) from error
-        finally:
-            model.train(was_training)
-        if logits.ndim != 2 or logits.shape[1] != self.splits.num_classes:
+        inputs = next(self.eval_loader("test").batches())["input"][:2]
+        logits = dry_run(
+            model, role, inputs, f"{self.splits.name} inputs of shape {tuple(inputs.shape[1:])}",
+            "pick a model built for this input shape",
+        )
+        if logits.shape[1] != self.splits.num_classes:
             raise PotstillError(
                 f"the {role} predicts {logits.shape[-1]} classes but {self.splits.name} has "
                 f"{self.splits.num_classes}; build the {role} with num_classes={self.splits.num_classes}"
             )
+
+
+def dry_run(model: nn.Module, role: str, inputs: torch.Tensor, what: str, fix: str) -> torch.Tensor:
+    """One forward pass in eval mode without gradients on `inputs` (B, C, H, W), described as `what`;
+    the model must take them (else the error ends with `fix`) and return logits (B, K)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            logits = model(inputs)
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PotstillError(f"the {role} cannot process {what}: the model failed with '{reason}'; {fix}") from error
+    finally:
+        model.train(was_training)
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != len(inputs):
+        got = (f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
+               else f"a {type(logits).__name__}, not a tensor")
+        raise PotstillError(
+            f"given a batch of {len(inputs)}, the {role} returns {got}; potstill needs forward() to return only the "
+            f"logits, one tensor of shape ({len(inputs)}, K) with a row of K class scores per sample"
+        )
+    return logits

@@ -6,34 +6,64 @@ uint8), so batches are slices and augmentation runs on whole batches, never per 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 
+import numpy as np
 import torch
 
 from potstill.errors import PotstillError
 
 
+class NonFiniteData(PotstillError):
+    """Images that hold NaN or +-inf; the message names the split and the first samples."""
+
+
 @dataclass
 class ArrayData:
-    """Images (N, C, H, W) as uint8 in [0, 255] or float in [0, 1], labels (N,) int64."""
+    """Images (N, C, H, W) as uint8 in [0, 255] or float in [0, 1], labels (N,) integer class indices.
+
+    Tensors or numpy arrays (numpy is wrapped with torch.from_numpy, never modified). Float images
+    are checked for NaN and +-inf here, once, so that bad values are named where they enter (with
+    `split` and sample indices) instead of surfacing later as a NaN loss or a mismatched cache.
+    `split` ("train", "test", ...) only names the data in error messages.
+    """
 
     inputs: torch.Tensor
     targets: torch.Tensor
     num_classes: int
+    _: KW_ONLY
+    split: str = ""
+    known_finite: InitVar[bool] = False  # a subset of checked data: skip the NaN/inf pass
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, known_finite: bool) -> None:
+        where = f"the {self.split} " if self.split else "the "
+        self.inputs = as_tensor(self.inputs, f"{where}images")
+        self.targets = as_tensor(self.targets, f"{where}labels")
         if self.inputs.ndim != 4:
-            raise PotstillError(f"images must have shape (N, C, H, W), got {tuple(self.inputs.shape)}")
+            raise PotstillError(f"{where}images must have shape (N, C, H, W), got {tuple(self.inputs.shape)}")
+        if self.targets.ndim == 2 and len(self.targets) == len(self.inputs):
+            raise PotstillError(
+                f"{where}labels have shape {tuple(self.targets.shape)}, one row per sample (one-hot or per-class "
+                f"scores?); potstill needs class indices of shape ({len(self.inputs)},): pass labels.argmax(dim=1)"
+            )
         if self.targets.ndim != 1 or len(self.targets) != len(self.inputs):
             raise PotstillError(
-                f"labels must have shape ({len(self.inputs)},) to match the images, got {tuple(self.targets.shape)}"
+                f"{where}labels must have shape ({len(self.inputs)},) to match the images, "
+                f"got {tuple(self.targets.shape)}"
+            )
+        if self.targets.is_floating_point() or self.targets.is_complex():
+            raise PotstillError(
+                f"{where}labels are {self.targets.dtype}, but potstill needs integer class indices 0..K-1 "
+                "(a float label is not rounded silently): pass labels.long() if they are whole numbers"
             )
         self.targets = self.targets.long()
         if len(self.targets) and (self.targets.min() < 0 or self.targets.max() >= self.num_classes):
             raise PotstillError(
-                f"labels range over {int(self.targets.min())}..{int(self.targets.max())} but the data declares "
+                f"{where}labels range over {int(self.targets.min())}..{int(self.targets.max())} but the data declares "
                 f"{self.num_classes} classes (0..{self.num_classes - 1}); fix the labels or num_classes"
             )
+        if not known_finite:
+            check_finite(self.inputs, f"{where}images")
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -43,11 +73,61 @@ class ArrayData:
         return tuple(self.inputs.shape[1:])  # type: ignore[return-value]
 
     def subset(self, indices: torch.Tensor) -> ArrayData:
-        return ArrayData(self.inputs[indices], self.targets[indices], self.num_classes)
+        return ArrayData(
+            self.inputs[indices], self.targets[indices], self.num_classes, split=self.split, known_finite=True
+        )
 
     def as_float(self) -> torch.Tensor:
         """Images scaled to [0, 1] as float32 (N, C, H, W)."""
         return to_unit_float(self.inputs)
+
+
+def as_tensor(value, what: str) -> torch.Tensor:
+    """A tensor as is; a numpy array wrapped without copying (copied only when read-only)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise PotstillError(f"{what} are a numpy array of Python objects; convert them to a numeric array first")
+        return torch.from_numpy(value if value.flags.writeable else value.copy())
+    raise PotstillError(f"{what} must be a torch.Tensor or a numpy array, got {type(value).__name__}")
+
+
+def check_finite(images: torch.Tensor, what: str, chunk_elements: int = 1 << 24, shown: int = 5) -> None:
+    """Raise NonFiniteData naming the first samples of `images` (N, ...) that hold NaN or +-inf.
+
+    Chunks of about `chunk_elements` values bound the extra memory. A chunk whose sum is finite
+    holds no NaN or inf (either would make the sum non-finite), so the per-sample torch.isfinite
+    pass runs only on chunks whose sum is not (a bad value, or a rare overflow of the sum).
+    """
+    if not images.is_floating_point() or images.numel() == 0:
+        return  # integer images (uint8) cannot hold NaN or inf
+    accumulate = torch.float64 if images.dtype == torch.float64 else torch.float32
+    rows = max(1, chunk_elements // max(1, images[0].numel()))
+    found = []
+    for start in range(0, len(images), rows):
+        chunk = images[start : start + rows]  # (n, C, H, W)
+        if bool(torch.isfinite(chunk.sum(dtype=accumulate))):
+            continue
+        finite = torch.isfinite(chunk).flatten(1).all(dim=1)  # (n,)
+        if not bool(finite.all()):
+            found.append(torch.nonzero(~finite).flatten() + start)
+    if not found:
+        return
+    bad = torch.cat(found)
+    named = ", ".join(f"{int(index)} ({nonfinite_kinds(images[index])})" for index in bad[:shown])
+    more = f" and {len(bad) - shown} more" if len(bad) > shown else ""
+    samples = "sample" if len(bad) == 1 else "samples"
+    raise NonFiniteData(
+        f"{what} hold non-finite values in {len(bad)} of {len(images)} samples: {samples} {named}{more}; "
+        "potstill cannot learn from or measure on them. Repair or drop those samples before passing the data "
+        "(e.g. keep = torch.isfinite(x).flatten(1).all(1); x, y = x[keep], y[keep])"
+    )
+
+
+def nonfinite_kinds(sample: torch.Tensor) -> str:
+    kinds = [("NaN", torch.isnan(sample)), ("+inf", torch.isposinf(sample)), ("-inf", torch.isneginf(sample))]
+    return ", ".join(name for name, mask in kinds if bool(mask.any()))
 
 
 def to_unit_float(images: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,31 @@
 """The dataset registry. A dataset builder reads files from disk (never downloads) and returns
-its official train split and, where one exists, its official test split."""
+its official train split and, where one exists, its official test split.
+
+Every split is an ArrayData, so a registered dataset passes the same checks as data given from
+Python (label range, NaN/inf in float images); a failure is prefixed with the dataset's name."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from potstill.data.arrays import ArrayData
+from potstill.data.arrays import ArrayData, NonFiniteData
 from potstill.errors import PotstillError
 from potstill.registry import Registry
 
-DATASETS = Registry("dataset")
+
+class DatasetRegistry(Registry):
+    """A Registry whose builders' data errors name the dataset they come from."""
+
+    def create(self, name: str, /, **kwargs: Any) -> Any:
+        try:
+            return super().create(name, **kwargs)
+        except NonFiniteData as error:  # raised inside the builder, where only the split is known
+            raise NonFiniteData(f"dataset '{name}': {error}") from error
+
+
+DATASETS = DatasetRegistry("dataset")
 
 
 @dataclass
