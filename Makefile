@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test bench bench-speed docs clean
+.PHONY: install demo test bench bench-speed docs mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ bench-speed: install
 docs: install
 	$(BIN)/python -m potstill.cli.docs > docs/recipes.md
 	$(BIN)/python -m potstill.cli.docs losses > docs/losses.md
+
+# Mutation testing of the core modules with mutmut (configured in pyproject.toml [tool.mutmut]);
+# slow, not part of CI: run it before closing an issue that touches those modules, and record the
+# survivors in docs/testing.md. MUTANTS narrows the run, e.g. MUTANTS='potstill.engine.metrics*'.
+# Results stay in mutants/ (ignored by git): `.venv/bin/mutmut show NAME`, `.venv/bin/mutmut browse`.
+mutants: install
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,mutants]'
+	OMP_NUM_THREADS=1 nice -n 10 $(BIN)/mutmut run $(MUTANTS)
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

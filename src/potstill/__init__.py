@@ -11,6 +11,7 @@ from potstill.api import DistillResult, distill, train
 from potstill.data import ArrayData, load_dataset
 from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES, create_loss
+from potstill.loading import load_model
 from potstill.models import MODELS, create_model
 
 __all__ = [
@@ -24,5 +25,6 @@ __all__ = [
     "create_model",
     "distill",
     "load_dataset",
+    "load_model",
     "train",
 ]

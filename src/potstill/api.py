@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from potstill.config import validate
+from potstill.api_recipe import preprocessing_settings, recipe_from_settings
 from potstill.data import ArrayData, make_splits
 from potstill.data.arrays import as_tensor, to_unit_float
 from potstill.data.registry import RawData
@@ -35,7 +35,8 @@ from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.engine.task import Supervised
 from potstill.errors import PotstillError
-from potstill.pipeline import Runner
+from potstill.pipeline import Runner, resolve_preprocessing
+from potstill.preprocess import Preprocessing, attach, attached, detach
 from potstill.recipe import Recipe
 from potstill.workbench import Workbench, dry_run, resolve_device
 
@@ -198,30 +199,13 @@ def checked_workbench(recipe: Recipe, models: list[tuple[str, nn.Module]], train
             f"train_data declares {raw.train.num_classes} classes but test_data {raw.test.num_classes}; "
             "give both ArrayData the same num_classes"
         )
-    bench = Workbench(make_splits("python", raw), recipe.data, device)
+    spec = recipe.data  # the given test data is the test split; the rest of the data options apply
+    splits = make_splits("python", raw, val_fraction=spec.val_fraction, train_size=spec.train_size, seed=spec.split_seed,
+                         test_size=spec.test_size)
+    bench = Workbench(splits, spec, device)
     for role, model in models:
         bench.check_model(model, role)
     return bench
-
-
-def _recipe(overrides: dict[str, Any]) -> Recipe:
-    sections: dict[str, dict[str, Any]] = {"train": {}, "distill": {}, "data": {}, "refine": {}}
-    top = {"name": "python", "seed": overrides.pop("seed", 0), "device": overrides.pop("device", "cpu")}
-    placement = {
-        "epochs": "train", "lr": "train", "optimizer": "train", "weight_decay": "train", "scheduler": "train",
-        "label_smoothing": "train", "grad_clip": "train", "loss": "distill", "temperature": "distill",
-        "alpha": "distill", "beta": "distill", "loss_args": "distill", "schedule": "distill", "baseline": "distill",
-        "batch_size": "data", "hflip": "data", "crop_padding": "data", "refine_epochs": "refine", "refine_lr": "refine",
-        "cache": "distill", "engine": "top", "scheme": "top",
-    }
-    for key, value in overrides.items():
-        if placement.get(key) == "top":
-            top[key] = value
-            continue
-        if key not in placement:
-            raise PotstillError(f"distill() got an unknown argument '{key}'; accepted: {', '.join(sorted(placement))}")
-        sections[placement[key]][key.removeprefix("refine_")] = value
-    return validate({**top, **sections}, Recipe, source="distill() arguments")
 
 
 @contextlib.contextmanager
@@ -238,20 +222,32 @@ def run_folder(run_dir: str | Path | None) -> Iterator[Path]:
 
 
 def checked_run(settings: dict[str, Any], models: list[tuple[str, nn.Module]], train_data: Data, test_data: Data,
-                run_dir: str | Path | None, quiet: bool,
-                body: Callable[[Runner], dict[str, Any]]) -> tuple[Runner, dict[str, Any]]:
+                run_dir: str | Path | None, quiet: bool, body: Callable[[Runner], dict[str, Any]],
+                caller: str = "distill()") -> tuple[Runner, dict[str, Any]]:
     """Check everything before a folder is made, then run body(runner) in the run folder. Without
-    run_dir the folder is temporary, so the summary it returns names no weights files."""
-    recipe = _recipe(dict(settings))
+    run_dir the folder is temporary, so the summary it returns names no weights files. A teacher
+    is given back without the preprocessing attached for the run; a trained model keeps its own."""
+    settings = dict(settings)
+    preprocess = preprocessing_settings(settings, [role for role, _ in models], caller)
+    recipe = recipe_from_settings(settings, caller, settings.pop("recipe", None))
     bench = checked_workbench(recipe, models, train_data, test_data)
+    before = {role: attached(model) for role, model in models}
+    # auto: what potstill attached before (a model from potstill.train or load_model), else none
+    chosen = {role: before[role] or Preprocessing() if preprocess[role] == "auto" else
+              resolve_preprocessing(preprocess[role], bench, role) for role, model in models}
     with run_folder(run_dir) as folder:
         run = RunDir(folder)
         run.create(resume=False)
         try:
+            for role, model in models:
+                attach(model, chosen[role])
             runner = Runner(recipe, run, Reporter(quiet=quiet), bench=bench)
             summary = body(runner)
         finally:
             run.close()  # the folder's lock: another process may --resume or read it now
+            for role, model in models:
+                if role == "teacher":  # given back as it came
+                    attach(model, before[role]) if before[role] is not None else detach(model)
     if run_dir is None:
         for row in summary.get("models", []):
             row["weights"] = None  # the file was in the deleted temporary folder
@@ -275,16 +271,26 @@ def distill(
     (N, C, H, W) uint8 in [0, 255] or float in [0, 1], labels (N,) integer class indices. Flat
     features (N, D) are shown to the models as (N, 1, 1, D); nothing you pass is modified.
 
+    teacher_preprocess, student_preprocess: what each model expects on top of those inputs, as the
+    recipe key `model.preprocess`: "auto" (the default: what potstill attached to the model before,
+    for one from potstill.train or potstill.load_model, else none: the model sees your inputs as
+    given), "none", "dataset" (per-channel mean/std of train_data) or {"mean": [...], "std": [...]}.
+    The student's is saved with its weights and stays attached to the returned student (so
+    result.student(raw_inputs) is right); the teacher is given back as it came.
+
     run_dir: the run folder for checkpoints, logs and summary.json. Without it the run uses a
     temporary folder that is deleted when the call returns (or raises); result.run_dir is then
     None and the summary names no weights files: pass run_dir to keep checkpoints and logs.
 
-    settings: epochs, lr, optimizer, weight_decay, scheduler, label_smoothing, grad_clip, loss,
-    temperature, alpha, beta, loss_args, schedule, baseline, batch_size, hflip, crop_padding,
-    refine_epochs, refine_lr, seed, device, cache (distill.cache, e.g. {"enabled": False}), engine
-    (e.g. {"precision": "bf16"}), scheme ("offline", "assistant", "born_again" or a scheme section:
-    schemes that need no teacher model run from the recipe command). They mean what the recipe
-    keys of the same names mean.
+    settings: every key of the recipe sections train, distill and data (but the dataset) by its
+    own name: epochs, lr, optimizer, ..., loss, temperature, alpha, beta, loss_args, schedule,
+    pairs, terms (each {"loss", "weight", "temperature", "args", "schedule", "pairs", "stages"}),
+    adapters, init_epochs, baseline, teacher_check, cache (e.g. {"enabled": True}), batch_size,
+    hflip, crop_padding, val_fraction, train_size, ...; refine_epochs, refine_lr; seed, device,
+    engine (e.g. {"precision": "bf16"}), report, scheme ("offline", "assistant", "born_again" or a
+    scheme section). `recipe=` (a mapping or a YAML file without teacher, student and dataset)
+    gives them all at once; arguments override it. They mean what the recipe keys mean
+    (docs/recipes.md), and are checked by the same validator (potstill/api_recipe.py).
     """
     check_module(teacher, "teacher", optional=True)
     check_module(student, "student")
@@ -305,6 +311,8 @@ def train(model: nn.Module, train_data: Data, test_data: Data, *, run_dir: str |
 
     Data and run_dir as in distill(): without run_dir the run folder is temporary and deleted on
     return, and the summary names no weights file; pass run_dir to keep checkpoints and logs.
+    `preprocess` ("none", "dataset" or {"mean", "std"}) as distill()'s student_preprocess: saved
+    with the weights, so a teacher trained here is fed the same way when it teaches.
     """
     check_module(model, "model")
 
@@ -312,5 +320,5 @@ def train(model: nn.Module, train_data: Data, test_data: Data, *, run_dir: str |
         trained = runner.stage("teacher", Supervised(model, runner.recipe.train.label_smoothing), runner.recipe.train)
         return runner.finish([("teacher", trained)])
 
-    runner, summary = checked_run(settings, [("model", model)], train_data, test_data, run_dir, quiet, body)
+    runner, summary = checked_run(settings, [("model", model)], train_data, test_data, run_dir, quiet, body, "train()")
     return runner.models["teacher"], summary

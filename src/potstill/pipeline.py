@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from potstill import __version__
-from potstill.cache import CacheJob, TeacherCache, build, cache_folder, make_job
 from potstill.data import DATASETS, load_dataset
 from potstill.engine.checkpoint import load_into, load_tensors, tensor_names
 from potstill.engine.loop import Callback, Stage, fit
@@ -28,15 +27,17 @@ from potstill.engine.run import RunDir
 from potstill.engine.speed import prepare_model
 from potstill.engine.stamp import recipe_stamp
 from potstill.engine.task import Supervised, WeightedTerm
-from potstill.engine.weights import load_weights, teacher_weights_file
+from potstill.engine.weights import load_weights, recorded_preprocessing, teacher_weights_file
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms, connect_terms
 from potstill.models import MODELS, create_model
+from potstill.preprocess import Preprocessing, attach, preprocessing_of
 from potstill.recipe import ModelSpec, Recipe, TeacherSpec, TrainSpec
-from potstill.report import model_row, render_table, summarize
+from potstill.report import measure_latency, model_row, render_table, summarize
+from potstill.runner_cache import CacheSteps
 from potstill.schedules import WeightSchedule
 from potstill.schemes import OfflineDistillation, Preparation, create_scheme, needs_teacher
-from potstill.schemes.offline import tapped
+from potstill.teacher_check import check_teacher
 from potstill.workbench import Workbench, resolve_device
 
 
@@ -92,12 +93,25 @@ def preflight(recipe: Recipe, command: str) -> None:
 
 
 def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.Module:
+    """A fresh model with its preprocessing attached: the recipe's, or for `auto` the training
+    split's statistics (a model potstill trains; a checkpoint's own record replaces it on loading)."""
     check_model_spec(spec, role)
     torch.manual_seed(seed)  # baseline and distilled student start from the same weights
     model = create_model(spec.name, input_shape=bench.splits.input_shape, num_classes=bench.splits.num_classes, **spec.args)
-    model = model.to(bench.device)
+    model = attach(model.to(bench.device), resolve_preprocessing(spec.preprocess, bench, role))
     bench.check_model(model, role)
     return model
+
+
+def resolve_preprocessing(value: Any, bench: Workbench, role: str) -> Preprocessing:
+    """A recipe's `preprocess` value as numbers: none, dataset (and auto), or a given mean/std."""
+    if value == "none":
+        return Preprocessing(source="recipe")
+    if value in ("dataset", "auto"):
+        return Preprocessing(tuple(bench.splits.mean), tuple(bench.splits.std), "dataset")
+    given = Preprocessing(tuple(value.mean), tuple(value.std), "given")
+    given.check_channels(bench.splits.input_shape[0], role)
+    return given
 
 
 def check_teacher_checkpoints(recipe: Recipe, bench: Workbench) -> None:
@@ -110,8 +124,9 @@ def check_teacher_checkpoints(recipe: Recipe, bench: Workbench) -> None:
             load_weights(model, teacher_weights_file(spec.checkpoint, f"{key}.checkpoint"), key, bench.device)
 
 
-class Runner:
-    """Runs the stages of one recipe inside one run folder."""
+class Runner(CacheSteps):
+    """Runs the stages of one recipe inside one run folder (the teacher-output cache steps are in
+    runner_cache.py)."""
 
     def __init__(self, recipe: Recipe, run: RunDir, reporter: Reporter, resume: bool = False,
                  callbacks: list[Callback] | None = None, bench: Workbench | None = None) -> None:
@@ -169,11 +184,26 @@ class Runner:
             model = self.build(spec.model, stage, seed)
         if spec.checkpoint is None:
             return self.stage(stage, Supervised(model, spec.train.label_smoothing), spec.train)
-        return self.load_weights(model, teacher_weights_file(spec.checkpoint), stage)
+        return self.load_weights(model, teacher_weights_file(spec.checkpoint), stage, explicit=spec.model.preprocess != "auto")
 
-    def load_weights(self, model: nn.Module, path: Path, what: str) -> nn.Module:
+    def load_weights(self, model: nn.Module, path: Path, what: str, explicit: bool = False) -> nn.Module:
+        """Weights from `path`; the preprocessing the file records replaces the one attached at
+        building, unless the recipe gave one (`explicit`). A file that records none (a model
+        trained elsewhere) gets none: its inputs are never changed silently."""
         load_weights(model, path, what, self.bench.device)
-        self.reporter.message(f"{what}: loaded {path}")
+        recorded = recorded_preprocessing(path)
+        attached = preprocessing_of(model)
+        if explicit:
+            if recorded is not None and recorded.header() | {"source": ""} != attached.header() | {"source": ""}:
+                self.reporter.message(f"{what}: preprocessing from the recipe, {attached.describe()}, although {path} "
+                                      f"records {recorded.describe()}")
+        elif recorded is not None:
+            attach(model, recorded)
+        else:
+            attach(model, Preprocessing(source="the file records none"))
+            self.reporter.message(f"{what}: {path} records no preprocessing, so the model sees raw inputs; if it expects "
+                                  "normalised inputs, set its model.preprocess (dataset, or {mean: [...], std: [...]})")
+        self.reporter.message(f"{what}: loaded {path}; preprocessing {preprocessing_of(model).describe()}")
         return model
 
     def student(self) -> nn.Module:
@@ -229,6 +259,8 @@ class Runner:
         recipe, terms = self.recipe, self.terms()
         prefix = "" if name == "student" else f"{name}_"
         cache = None
+        if teacher is not None and teacher_role is None:  # the recipe's (or the caller's) teacher
+            self.check_teacher(teacher)
         if teacher is not None:
             self.connect(terms, student, teacher)
             self.prepare(terms, teacher, f"{prefix}prepare")
@@ -243,6 +275,14 @@ class Runner:
         main_terms = [term for term in terms if "main" in term.stages]
         task = OfflineDistillation(student, teacher, main_terms, recipe.distill.alpha, recipe.train.label_smoothing, cache)
         return self.stage(name, task, recipe.train, views=views)
+
+    def check_teacher(self, teacher: nn.Module) -> None:
+        """Before it teaches: refuse (or warn) when the teacher scores near chance or clearly below
+        the student trained alone (teacher_check.py)."""
+        baseline = [r["test_acc"] for r in self.run.records() if r.get("stage") == "baseline" and "test_acc" in r]
+        test = self.bench.splits.test
+        check_teacher(teacher, "teacher", self.bench.evaluate, test.targets, self.bench.splits.num_classes,
+                      baseline[-1] if baseline else None, self.recipe.distill.teacher_check, self.reporter.message)
 
     def refine(self, distilled: nn.Module) -> nn.Module | None:
         """Phase 3: fine-tune a copy of the distilled student on hard labels (None when refine.epochs is 0)."""
@@ -288,46 +328,6 @@ class Runner:
             for term in task.terms:
                 term.loss.finish_preparation()
 
-    def teacher_cache(self, teacher: nn.Module, terms: list[WeightedTerm], own: str | None = None,
-                      architecture: ModelSpec | None = None) -> TeacherCache | None:
-        """Build (or finish, or check) the teacher-output cache of one transfer and open it. The
-        recipe's teacher uses distill.cache.path; another teacher (an assistant, an earlier
-        generation) gets teacher_cache_<own> in the run folder."""
-        spec = self.recipe.distill.cache
-        if not self.cache_wanted(terms):
-            return None
-        folder = cache_folder(spec, self.run.path) if own is None else self.run.path / f"teacher_cache_{own}"
-        job = self.cache_job(teacher, terms, folder, architecture)
-        self.build_cache(job)
-        cache = TeacherCache(job.folder, self.bench.device, spec.load, fingerprint=job.fingerprint)
-        info = cache.describe()
-        self.reporter.message(
-            f"cache  {job.folder}: {info['samples']} samples x {info['views']} views, "
-            f"{sum(info['bytes']['per_sample_view'].values())} B per sample-view, "
-            f"{info['bytes']['total'] / 2**20:.1f} MiB, read from {info['load']}"
-        )
-        return cache
-
-    def cache_wanted(self, terms: list[WeightedTerm]) -> bool:
-        """enabled: auto caches exactly where the cache changes nothing but the cost: every view of
-        a sample is the plain image and the terms need only the teacher's logits."""
-        enabled, data = self.recipe.distill.cache.enabled, self.recipe.data
-        if enabled != "auto":
-            return enabled
-        return not (data.hflip or data.crop_padding) and not tapped(terms, "teacher")
-
-    def cache_job(self, teacher: nn.Module, terms: list[WeightedTerm], folder: Path, architecture: ModelSpec | None = None) -> CacheJob:
-        taps = tapped(terms, "teacher")
-        if taps and not self.recipe.distill.cache.features:
-            raise PotstillError(
-                f"distill.cache: the loss terms compare teacher layers ({', '.join(taps)}); set distill.cache.features: true "
-                "to cache those layers too, or distill.cache.enabled: false to run the teacher online"
-            )
-        return make_job(self.recipe, self.bench, teacher, taps, folder, architecture)
-
-    def build_cache(self, job: CacheJob, rebuild: bool = False) -> dict[str, Any]:
-        return build(job, rebuild, progress=self.reporter.message, on_shard=lambda shard: self.reporter.message(f"cache: shard {shard} written"))
-
     def describe_role(self, role: str, title: str | None = None, spec: ModelSpec | None = None,
                       weights: Path | None = None) -> None:
         """What the report says about a model a scheme adds: its title, architecture and weights file."""
@@ -339,14 +339,17 @@ class Runner:
         self.models = dict(models)
         rows, teacher_logits = [], None
         times = self.stage_times()
+        latency = measure_latency(models, self.bench.splits.input_shape, self.recipe.report)  # all models interleaved
         for role, model in models:
             weights = self.weights_file(role)
-            row, logits = model_row(role, model, self.bench, self.recipe.report, teacher_logits, weights, times.get(role))
+            row, logits = model_row(role, model, self.bench, self.recipe.report, teacher_logits, weights, times.get(role),
+                                    latency[role])
             if role == "teacher":
                 teacher_logits = logits
             row["title"] = self.roles.get(role, {}).get("title") or row["title"]
             row["architecture"] = self.architecture(role, model)
             row["weights"] = self.weights_record(weights, model)
+            row["preprocessing"] = preprocessing_of(model).header()
             rows.append(row)
         summary = summarize(rows, self.bench.splits.describe(), final)
         summary["scheme"], summary["final_role"] = self.recipe.scheme.name, final

@@ -13,6 +13,31 @@ from typing import Any, Literal, Optional, Union
 
 REQUIRED = object()  # marks a key a recipe must set
 
+# Upper bounds: generous, yet far from where a number overflows or allocates absurdly (every
+# number is also checked to be finite and every integer to fit in 64 bits, whatever its key).
+SEED_MAX = 2**32 - 1  # loaders seed torch generators with seed * 1_000_003 + epoch, which must stay below 2**64
+EPOCHS_MAX = 100_000  # the longest published KD runs ("patient" KD, Beyer et al. 2022) take ~10,000 epochs
+BATCH_MAX = 1_000_000  # more images than one batch of any dataset potstill reads; bounds one batch's memory
+LR_MAX = 10.0  # published peak lrs stay below ~5 (linear scaling: 0.1 x 8192 / 256 = 3.2); 1e300 overflows float32
+WEIGHT_DECAY_MAX = 10.0  # usual values are 5e-4 (SGD) to 0.1 (AdamW); lr x decay must not overflow float32
+LOSS_WEIGHT_MAX = 1e6  # the largest published loss weight is PKT's 3e4 (CRD benchmark); weight x loss stays finite
+TEMPERATURE_MAX = 1000.0  # papers use 1-20; KD scales its loss by T**2, here at most 1e6
+CROP_PADDING_MAX = 127  # crop offsets (0..2 x padding) are stored as bytes, so 127 is the most that is drawn correctly
+ECE_BINS_MAX = 1000  # calibration papers use 10-20 bins; every bin is one pass over the test logits
+LATENCY_BATCH_MAX = 65_536  # the timed CPU batch is allocated at once: 65,536 CIFAR images are 0.8 GB
+LATENCY_REPEATS_MAX = 10_000  # 20 already gives a stable mean
+
+
+def name_problem(key: str, value: str | None, folder: bool = False) -> list[str]:
+    """["key: ..."] when a name is empty (or, for a folder name, not one folder); else []."""
+    if value is None:
+        return []
+    if not value.strip():
+        return [f"{key}: must not be empty"]
+    if folder and (value in (".", "..") or any(char in value for char in "/\\\0")):
+        return [f"{key}: {value!r} must be usable as one folder name: no '/', '\\' or NUL, not '.' or '..'"]
+    return []
+
 
 def option(default: Any = None, help: str = "", factory: Any = None, **limits: Any) -> Any:
     """A dataclass field with a help text (shown in docs) and optional min/max limits."""
@@ -33,31 +58,59 @@ class DataSpec:
     test_fraction: float = option(0.2, "fraction held out as test when the dataset has no official test split", min=0.05, max=0.9)
     train_size: Optional[int] = option(None, "train on a random subset of this many images (null = all)", min=1)
     test_size: Optional[int] = option(None, "evaluate on a random subset of this many test images (null = all; quick runs only)", min=1)
-    split_seed: int = option(0, "seed of the held-out splits and subset (fixed across run seeds so all seeds share one test set)")
-    batch_size: int = option(128, "training batch size", min=1)
-    eval_batch_size: int = option(1000, "batch size for evaluation", min=1)
+    split_seed: int = option(
+        0, "seed of the held-out splits and subset (fixed across run seeds so all seeds share one test set)", min=0, max=SEED_MAX
+    )
+    batch_size: int = option(128, "training batch size", min=1, max=BATCH_MAX)
+    eval_batch_size: int = option(1000, "batch size for evaluation", min=1, max=BATCH_MAX)
     hflip: bool = option(False, "random horizontal flip of training images (p = 0.5), done on the batch")
-    crop_padding: int = option(0, "random crop after zero padding by this many pixels (0 = off)", min=0)
+    crop_padding: int = option(0, "random crop after zero padding by this many pixels (0 = off)", min=0, max=CROP_PADDING_MAX)
+
+    def check(self) -> list[str]:
+        return name_problem("name", self.name)
+
+
+@dataclass
+class NormaliseSpec:
+    mean: list[float] = option(REQUIRED, "per-channel mean subtracted from the raw inputs (one value per channel, or one for all)")
+    std: list[float] = option(REQUIRED, "per-channel std the inputs are divided by (positive)", min=1e-12)
+
+    def check(self) -> list[str]:
+        if not self.mean or len(self.mean) != len(self.std):
+            return [f"std: give as many values as mean ({len(self.mean)}), one per channel"]
+        return []
+
+
+PREPROCESS_HELP = (
+    "the input preprocessing this model expects, saved with its weights and applied by whatever loads them: "
+    "none (raw inputs: uint8 images scaled to [0, 1], float data as given), dataset (mean/std of the training split), "
+    "{mean: [...], std: [...]} (e.g. ImageNet's), or auto: dataset for a model trained in this run, and for a "
+    "checkpoint what its file records (none when it records nothing, so a teacher trained elsewhere sees raw inputs)"
+)
 
 
 @dataclass
 class ModelSpec:
     name: str = option(REQUIRED, "registered model (`potstill list models`)")
     args: dict[str, Any] = option(help="keyword arguments of the model builder, checked against its signature", factory=dict)
+    preprocess: Union[Literal["auto", "none", "dataset"], NormaliseSpec] = option("auto", PREPROCESS_HELP)
+
+    def check(self) -> list[str]:
+        return name_problem("name", self.name)
 
 
 @dataclass
 class TrainSpec:
-    epochs: int = option(10, "number of epochs", min=1)
+    epochs: int = option(10, "number of epochs", min=1, max=EPOCHS_MAX)
     optimizer: Literal["sgd", "adam", "adamw"] = option("adamw", "optimizer")
-    lr: float = option(2e-3, "peak learning rate", min=0.0)
-    weight_decay: float = option(5e-4, "weight decay", min=0.0)
+    lr: float = option(2e-3, "peak learning rate", min=0.0, max=LR_MAX)
+    weight_decay: float = option(5e-4, "weight decay", min=0.0, max=WEIGHT_DECAY_MAX)
     momentum: float = option(0.9, "SGD momentum (sgd only)", min=0.0, max=1.0)
     scheduler: Literal["onecycle", "cosine", "multistep", "constant"] = option(
         "onecycle", "learning-rate schedule, stepped every batch (multistep: every epoch)"
     )
     milestones: list[int] = option(help="epochs at which multistep multiplies the lr by gamma", factory=list)
-    gamma: float = option(0.1, "multistep decay factor", min=0.0)
+    gamma: float = option(0.1, "multistep decay factor (above 1 the lr would grow)", min=0.0, max=1.0)
     grad_clip: Optional[float] = option(None, "clip the gradient norm to this value (null = off)", min=0.0)
     label_smoothing: float = option(0.0, "label smoothing of the hard-label cross-entropy", min=0.0, max=1.0)
 
@@ -67,6 +120,8 @@ class TrainSpec:
             problems.append("milestones: multistep needs a list of epochs, e.g. [30, 60]")
         if any(m < 1 or m >= self.epochs for m in self.milestones):
             problems.append(f"milestones: every milestone must lie in 1..{self.epochs - 1}")
+        if self.grad_clip == 0:
+            problems.append("grad_clip: 0 would zero every gradient; give a positive norm, or null for no clipping")
         return problems
 
 
@@ -81,11 +136,12 @@ class TeacherSpec:
 
 @dataclass
 class ScheduleSpec:
-    warmup_epochs: float = option(0.0, "raise the distillation weight linearly from 0 over this many epochs", min=0.0)
+    warmup_epochs: float = option(0.0, "raise the distillation weight linearly from 0 over this many epochs", min=0.0, max=EPOCHS_MAX)
     decay: Literal["none", "linear", "cosine"] = option("none", "after warm-up, decay the weight towards final_factor")
     final_factor: float = option(0.0, "weight factor reached at the end of a decay", min=0.0, max=1.0)
     stop_epoch: Optional[int] = option(
-        None, "switch the distillation term off from this epoch (0-based) on: early-stopped KD (Cho & Hariharan 2019)", min=0
+        None, "switch the distillation term off from this epoch (0-based) on: early-stopped KD (Cho & Hariharan 2019)",
+        min=0, max=EPOCHS_MAX,
     )
 
 
@@ -93,6 +149,9 @@ class ScheduleSpec:
 class PairSpec:
     student: str = option(REQUIRED, "student module name (`potstill list taps MODEL`); suffix :input taps its input")
     teacher: str = option(REQUIRED, "teacher module name paired with it")
+
+    def check(self) -> list[str]:
+        return name_problem("student", self.student) + name_problem("teacher", self.teacher)
 
 
 Pairs = Union[Literal["auto", "stages", "last_stage", "middle_stage", "embedding"], list[PairSpec]]
@@ -105,8 +164,10 @@ PAIRS_HELP = (
 @dataclass
 class TermSpec:
     loss: str = option(REQUIRED, "registered distillation loss (`potstill list losses`)")
-    weight: Optional[float] = option(None, "weight of this term; null = the loss's paper default", min=0.0)
-    temperature: Optional[float] = option(None, "softmax temperature for losses that take one; null = the loss's default", min=1e-6)
+    weight: Optional[float] = option(None, "weight of this term; null = the loss's paper default", min=0.0, max=LOSS_WEIGHT_MAX)
+    temperature: Optional[float] = option(
+        None, "softmax temperature for losses that take one; null = the loss's default", min=1e-6, max=TEMPERATURE_MAX
+    )
     args: dict[str, Any] = option(help="other constructor arguments of the loss, checked against its signature", factory=dict)
     schedule: ScheduleSpec = option(help="how the weight changes over epochs", factory=ScheduleSpec)
     pairs: Pairs = option("auto", PAIRS_HELP)
@@ -116,7 +177,8 @@ class TermSpec:
     )
 
     def check(self) -> list[str]:
-        return [] if self.stages else ["stages: give at least one of init, main"]
+        problems = name_problem("loss", self.loss)
+        return problems if self.stages else problems + ["stages: give at least one of init, main"]
 
 
 @dataclass
@@ -131,7 +193,7 @@ class CacheSpec:
         "more views = less overfitting to a fixed teacher, more build time",
         min=1, max=255,
     )
-    view_seed: int = option(0, "seed of the fixed bank of views (view 0 is always the plain image)")
+    view_seed: int = option(0, "seed of the fixed bank of views (view 0 is always the plain image)", min=0, max=SEED_MAX)
     top_k: Optional[int] = option(None, "store only the k largest logits per view (+ one fill value); null = all logits", min=1)
     features: bool = option(False, "also cache the teacher layers the loss terms tap (feature and relation losses)")
     dtype: Literal["float16", "float32"] = option("float16", "storage type of cached logits and features")
@@ -146,10 +208,10 @@ class CacheSpec:
 class DistillSpec:
     loss: Optional[str] = option("kd", "registered distillation loss (`potstill list losses`); null = only `terms`")
     temperature: Optional[float] = option(
-        None, "softmax temperature T for losses that take one; null = the loss's paper default (kd: 4)", min=1e-6
+        None, "softmax temperature T for losses that take one; null = the loss's paper default (kd: 4)", min=1e-6, max=TEMPERATURE_MAX
     )
-    alpha: float = option(0.5, "weight of the hard-label cross-entropy", min=0.0)
-    beta: Optional[float] = option(0.5, "weight of the distillation loss; null = the loss's paper default", min=0.0)
+    alpha: float = option(0.5, "weight of the hard-label cross-entropy", min=0.0, max=LOSS_WEIGHT_MAX)
+    beta: Optional[float] = option(0.5, "weight of the distillation loss; null = the loss's paper default", min=0.0, max=LOSS_WEIGHT_MAX)
     loss_args: dict[str, Any] = option(help="other constructor arguments of the loss, checked against its signature", factory=dict)
     schedule: ScheduleSpec = option(help="how beta changes over epochs", factory=ScheduleSpec)
     pairs: Pairs = option("auto", PAIRS_HELP + " (feature and relation losses)")
@@ -158,13 +220,18 @@ class DistillSpec:
     )
     adapters: bool = option(True, "learn a projection where paired student and teacher features differ in shape; false = error")
     init_epochs: int = option(
-        0, "feature initialisation first (FitNets stage 1, AB, FSP): train the student on the terms with stages [init] alone", min=0
+        0, "feature initialisation first (FitNets stage 1, AB, FSP): train the student on the terms with stages [init] alone",
+        min=0, max=EPOCHS_MAX,
     )
     baseline: bool = option(True, "also train the same student alone (same budget and seed) to measure the gain")
+    teacher_check: Literal["refuse", "warn", "off"] = option(
+        "refuse", "before distilling, measure the teacher on the test split; near chance or clearly below the student "
+        "alone (likely wrong preprocessing, checkpoint or class order): refuse, or warn and go on, or skip the check"
+    )
     cache: CacheSpec = option(help="teacher-output cache (`potstill cache build`): the teacher runs once, not every epoch", factory=CacheSpec)
 
     def check(self) -> list[str]:
-        problems = []
+        problems = name_problem("loss", self.loss)
         if self.loss is None and not self.terms:
             problems.append("loss: null leaves no distillation term; name a loss or add terms")
         has_init = any("init" in term.stages for term in self.terms)
@@ -189,15 +256,17 @@ class SchemeSpec:
 
 @dataclass
 class RefineSpec:
-    epochs: int = option(0, "phase 3: fine-tune the distilled student on hard labels for this many epochs (0 = skip)", min=0)
-    lr: float = option(2e-4, "refinement learning rate (cosine-annealed)", min=0.0)
+    epochs: int = option(
+        0, "phase 3: fine-tune the distilled student on hard labels for this many epochs (0 = skip)", min=0, max=EPOCHS_MAX
+    )
+    lr: float = option(2e-4, "refinement learning rate (cosine-annealed)", min=0.0, max=LR_MAX)
 
 
 @dataclass
 class ReportSpec:
-    latency_batch_size: int = option(128, "batch size used to time CPU inference", min=1)
-    latency_repeats: int = option(20, "timed forward passes (after 3 warm-up passes)", min=1)
-    ece_bins: int = option(15, "bins of the expected calibration error", min=1)
+    latency_batch_size: int = option(128, "batch size used to time CPU inference", min=1, max=LATENCY_BATCH_MAX)
+    latency_repeats: int = option(20, "timed forward passes (after 3 warm-up passes)", min=1, max=LATENCY_REPEATS_MAX)
+    ece_bins: int = option(15, "bins of the expected calibration error", min=1, max=ECE_BINS_MAX)
 
 
 @dataclass
@@ -210,7 +279,7 @@ class EngineSpec:
 @dataclass
 class Recipe:
     name: str = option(REQUIRED, "run name; the run folder is output_dir/name unless --run-dir is given")
-    seed: int = option(0, "seed of model initialisation, shuffling, augmentation and dropout")
+    seed: int = option(0, "seed of model initialisation, shuffling, augmentation and dropout", min=0, max=SEED_MAX)
     device: Literal["auto", "cpu", "cuda"] = option("cpu", "where to train; auto = cuda when available")
     output_dir: str = option("runs", "folder that holds run folders")
     data: DataSpec = option(help="the dataset", factory=DataSpec)
@@ -230,6 +299,10 @@ class Recipe:
             self.scheme = SchemeSpec(name=self.scheme)
 
     def check(self) -> list[str]:
+        # the scheme's name is checked here, where both forms (`scheme: NAME` and a section) arrive
+        return name_problem("name", self.name, folder=True) + name_problem("scheme.name", self.scheme.name) + self.cache_problems()
+
+    def cache_problems(self) -> list[str]:
         cache, data = self.distill.cache, self.data
         if cache.views > 1 and cache.enabled is not True:
             return ["distill.cache.views: more than one view needs distill.cache.enabled: true (auto caches only unaugmented data)"]

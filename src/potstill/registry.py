@@ -8,7 +8,9 @@
     MODELS.create("mlp", input_shape=(1, 28, 28), num_classes=10, hidden=[64])
 
 Duplicate names are errors (not warnings); unknown names and unknown keyword arguments raise a
-PotstillError that suggests the nearest valid name.
+PotstillError that suggests the nearest valid name. `create` refuses NaN, infinities and integers
+beyond 64 bits in any keyword argument (nested lists and mappings too), for every registry: a NaN
+hyperparameter passes every `x > 0` check a constructor could make and trains to nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from potstill.config.numbers import bad_numbers
 from potstill.errors import PotstillError, did_you_mean
 
 T = TypeVar("T", bound=Callable[..., Any])
@@ -73,8 +76,15 @@ class Registry:
                 f"it accepts: {', '.join(accepted) or 'no arguments'}"
             )
 
+    def check_numbers(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Raise a PotstillError naming every NaN, infinite or beyond-64-bit number in `kwargs`."""
+        problems = [f"{path} {message}" for path, message in bad_numbers(kwargs, "")]
+        if problems:
+            raise PotstillError(f"{self.kind} '{name}': {'; '.join(problems)}")
+
     def create(self, name: str, /, **kwargs: Any) -> Any:
         self.check_kwargs(name, kwargs)
+        self.check_numbers(name, kwargs)
         try:
             return self.get(name)(**kwargs)
         except TypeError as error:  # wrong value type for an accepted argument

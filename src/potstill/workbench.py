@@ -32,13 +32,13 @@ class Workbench:
         of its stored views (those a teacher cache was built from)."""
         augment = Augment(hflip=self.data.hflip, crop_padding=self.data.crop_padding)
         return BatchLoader(
-            self.splits.train, self.data.batch_size, mean=self.splits.mean, std=self.splits.std,
+            self.splits.train, self.data.batch_size,
             augment=augment, shuffle=True, seed=seed, device=self.device, views=views, channels_last=channels_last,
         )
 
     def eval_loader(self, split: str = "test") -> BatchLoader:
         data = self.splits.test if split == "test" else self.splits.val
-        return BatchLoader(data, self.data.eval_batch_size, mean=self.splits.mean, std=self.splits.std, device=self.device)
+        return BatchLoader(data, self.data.eval_batch_size, device=self.device)
 
     def evaluate(self, model: nn.Module) -> dict[str, float]:
         """Top-1 accuracy on the validation split (if any) and the test split."""

@@ -9,7 +9,7 @@ import torch
 from potstill import config
 from potstill.cache import TeacherCache, build
 from potstill.cli.main import main
-from potstill.engine.checkpoint import save_tensors
+from potstill.engine.checkpoint import load_tensors, save_tensors
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.knowledge.wiring import build_terms
@@ -74,14 +74,46 @@ def test_interrupted_cached_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_feature_terms_read_cached_teacher_layers(tmp_path):
+    """Catches: cached logits used but the teacher's tapped layers taken from a live forward pass
+    (or any teacher pass while the student trains). Once the cache is built, the live teacher is
+    corrupted: the student must still train exactly as with the intact teacher, without one
+    teacher call, so its features can only have come from the cache."""
     recipe = tiny_recipe(**CACHED, distill__cache__features=True,
-                         distill__terms=[{"loss": "at", "pairs": [{"student": "layers.0", "teacher": "block1"}]}])
+                         distill__terms=[{"loss": "at", "pairs": [{"student": "block1", "teacher": "block1"}]}])
     recipe["student"] = {"name": "small_cnn", "args": {"channels": [4], "hidden": 8}}
-    recipe["distill"]["terms"][0]["pairs"] = [{"student": "block1", "teacher": "block1"}]
-    summary = run_recipe(tmp_path / "run", recipe)
-    manifest = json.loads((tmp_path / "run" / "teacher_cache" / "manifest.json").read_text())
+
+    def distil(folder, corrupt):
+        run = RunDir(folder)
+        run.create(resume=False)
+        calls, per_epoch = [], []
+        count = lambda stage, epochs_done, record: per_epoch.append(len(calls)) if stage == "student" else None
+        runner = Runner(config.validate(recipe, Recipe), run, Reporter(quiet=True), callbacks=[count])
+        teacher = runner.teacher_skeleton()  # handed in from Python, so it can be changed and watched
+        build_cache = runner.build_cache
+
+        def build_then_change_the_teacher(job, rebuild=False):
+            result = build_cache(job, rebuild)
+            if corrupt:  # noise, not a rescaling: attention maps are normalised, a scale would not show
+                generator = torch.Generator().manual_seed(1)
+                with torch.no_grad():
+                    for parameter in teacher.parameters():
+                        parameter.add_(torch.randn(parameter.shape, generator=generator))
+            teacher.register_forward_hook(lambda *args: calls.append(1))
+            return result
+
+        runner.build_cache = build_then_change_the_teacher
+        summary = runner.run_distill(teacher=teacher)
+        return summary, per_epoch
+
+    summary, _ = distil(tmp_path / "intact", corrupt=False)
+    manifest = json.loads((tmp_path / "intact" / "teacher_cache" / "manifest.json").read_text())
     assert "tap:block1" in manifest["layout"]["fields"]
     assert any(row["role"] == "student" for row in summary["models"])
+    _, student_calls = distil(tmp_path / "corrupted", corrupt=True)
+    assert student_calls == [0, 0, 0]  # teacher calls counted at the end of each student epoch
+    assert same(weights(tmp_path / "intact", "student"), weights(tmp_path / "corrupted", "student"))
+    assert same(load_tensors(tmp_path / "intact" / "student" / "module.safetensors")[0],
+                load_tensors(tmp_path / "corrupted" / "student" / "module.safetensors")[0])
 
 
 def test_cache_build_command_then_distill_reuses_it(tmp_path, capsys):

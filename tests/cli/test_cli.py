@@ -83,10 +83,23 @@ def test_train_then_distill_from_the_teacher_run(tmp_path, capsys):
     assert "temperature: 2.0" in (tmp_path / "d" / "recipe.yaml").read_text()
 
 
+def listed_names(text):
+    """The first cell of every table row (continuation lines have an empty first cell)."""
+    return [match.group(1) for match in re.finditer(r"^\s*│ (\S+)\s+│", text, re.MULTILINE)]
+
+
 def test_list_shows_registered_names(capsys):
-    assert "resnet8x4" in run_cli(capsys, "list", "models")[1]
-    assert "kd" in run_cli(capsys, "list", "losses")[1]
-    assert "fashion_mnist" in run_cli(capsys, "list", "datasets")[1]
+    """Catches: a registered name missing from its table (matching whole cells: "kd" must not be
+    found inside "dkd"), or a name listed twice or listed that is not registered."""
+    from potstill.data import DATASETS
+    from potstill.knowledge import LOSSES
+    from potstill.models import MODELS
+
+    for what, registry, example in (("models", MODELS, "resnet8x4"), ("losses", LOSSES, "kd"), ("datasets", DATASETS, "fashion_mnist")):
+        code, out, _ = run_cli(capsys, "list", what)
+        names = listed_names(out)
+        assert code == 0 and example in names, names
+        assert sorted(names) == sorted(registry.names()), what
 
 
 def test_unknown_key_suggests_the_full_path(tmp_path, capsys):

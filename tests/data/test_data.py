@@ -8,7 +8,6 @@ import torch
 from potstill.data import ArrayData, Augment, BatchLoader, load_dataset
 from potstill.data.cifar import read_cifar_binary
 from potstill.data.idx import read_idx
-from potstill.data.loader import random_crop
 from potstill.errors import PotstillError
 
 
@@ -93,14 +92,23 @@ def test_labels_outside_the_class_range_are_rejected():
         ArrayData(torch.zeros(3, 1, 2, 2), torch.tensor([0, 5, 12]), num_classes=10)
 
 
-def test_random_crop_with_zero_offset_is_a_shift():
-    images = torch.arange(16.0).view(1, 1, 4, 4)
-    generator = torch.Generator().manual_seed(0)
-    crops = torch.stack([random_crop(images, 1, generator) for _ in range(50)])
-    # every crop is the image shifted by at most one pixel, zero-filled at the border
-    centre_seen = any(torch.equal(c[0], images[0]) for c in crops)
-    assert centre_seen and crops.shape == (50, 1, 1, 4, 4)
-    assert set(crops.unique().tolist()) <= set(range(16))
+def shifted(image, dy, dx):
+    """The 4 x 4 image moved down by dy and right by dx pixels, zeros where nothing moved in."""
+    return [[image[y - dy][x - dx] if 0 <= y - dy < 4 and 0 <= x - dx < 4 else 0.0 for x in range(4)] for y in range(4)]
+
+
+def test_random_crop_is_the_image_shifted_by_at_most_the_padding():
+    """Catches: a crop that returns the image unchanged, wraps around (roll) instead of filling
+    with zeros, shifts by more than the padding, or draws offsets only on one side (0..padding)."""
+    image = (torch.arange(16.0) + 1).view(4, 4).tolist()  # 1..16: a zero can only come from the padding
+    crops = Augment(crop_padding=1)(torch.tensor(image).repeat(200, 1, 1, 1), torch.Generator().manual_seed(0))
+    candidates = {(dy, dx): shifted(image, dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+    seen = set()
+    for crop in crops[:, 0].tolist():
+        matches = [shift for shift, expected in candidates.items() if crop == expected]
+        assert len(matches) == 1, crop
+        seen.add(matches[0])
+    assert seen == set(candidates)  # all nine shifts drawn, the plain image among them
 
 
 def test_flip_is_per_sample_and_reproducible():

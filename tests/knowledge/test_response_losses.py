@@ -77,11 +77,26 @@ def test_dist_matches_inter_and_intra_correlation(tau, beta, gamma):
     assert run("dist", temperature=tau, inter_weight=beta, intra_weight=gamma) == pytest.approx(expected, rel=1e-5)
 
 
-def test_dist_is_zero_for_any_positive_linear_map_of_the_predictions():
-    # Pearson ignores scale and shift: a teacher whose softmax outputs equal the student's gives 0
-    logits = torch.randn(6, 5)
-    value = create_loss("dist")({"logits": logits}, {"logits": logits.clone()}, {})
-    assert value.item() == pytest.approx(0.0, abs=1e-6)
+@pytest.mark.parametrize("tau", [1.0, 3.0])
+def test_dist_is_zero_for_any_positive_linear_map_of_the_predictions(tau):
+    """Catches: a correlation that is not Pearson's (cosine similarity without centring, which a
+    shift b changes; a plain distance, which a scale a changes), and correlating logits instead of
+    the softened predictions softmax(z / tau).
+    Teacher predictions q = a * p + b with a = 0.4, b = (1 - a) / K (still a distribution), for
+    every sample with the same a and b, so both the inter-class (per row) and the intra-class
+    (per column) correlations are 1."""
+    torch.manual_seed(0)
+    student = torch.randn(6, 5) * 2  # (B, K)
+    p = (student / tau).softmax(dim=1)
+    a, b = 0.4, 0.6 / 5
+    teacher = tau * (a * p + b).log() + torch.randn(6, 1)  # softmax(teacher / tau) = a p + b; a row shift changes nothing
+    assert torch.allclose((teacher / tau).softmax(dim=1), a * p + b, atol=1e-6)
+    assert not torch.allclose(teacher, student)
+    value = create_loss("dist", temperature=tau)({"logits": student}, {"logits": teacher}, {})
+    assert value.item() == pytest.approx(0.0, abs=2e-5 * tau**2)  # float32 rounding, scaled by tau^2
+    # the same logits with the scale inverted (a < 0 is not a positive map) are far from 0
+    negative = tau * (1.2 / 5 - 0.2 * p).log()
+    assert create_loss("dist", temperature=tau)({"logits": student}, {"logits": negative}, {}).item() > 1.0
 
 
 def z_score(row):

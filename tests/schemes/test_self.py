@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
+import potstill
 from potstill import config
-from potstill.engine.checkpoint import load_into, load_tensors
+from potstill.engine.checkpoint import load_tensors
 from potstill.engine.metrics import accuracy, predict
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
@@ -98,9 +99,9 @@ def test_byot_heads_are_removable_and_the_trunk_predicts_alone(tmp_path):
     # model.safetensors is the plain student architecture: heads removed, it loads and predicts alone
     splits = runner.bench.splits
     plain = create_model(CNN_STUDENT["name"], input_shape=splits.input_shape, num_classes=splits.num_classes, **CNN_STUDENT["args"])
-    tensors, _ = load_tensors(tmp_path / "student" / "model.safetensors")
-    load_into(plain, tensors, "model.safetensors", "student")
+    potstill.load_model(tmp_path / "student" / "model.safetensors", model=plain)  # weights + recorded preprocessing
     assert accuracy(*predict(plain, runner.bench.eval_loader("test"))) == rows["student"]["test_acc"]
+    tensors, _ = load_tensors(tmp_path / "student" / "model.safetensors")
     heads, _ = load_tensors(tmp_path / "student" / "heads.safetensors")
     assert heads and all(key.startswith("exit1.") for key in heads)
     assert not any(key.startswith("exit") for key in tensors)

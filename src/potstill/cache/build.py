@@ -35,9 +35,9 @@ from potstill.cache.store import (
     read_array,
     read_json,
     shard_count,
+    shard_files,
     shard_json,
     shard_problems,
-    shard_files,
     shard_range,
     write_array,
     write_shard,
@@ -60,9 +60,7 @@ class CacheJob:
     folder: Path
     teacher: nn.Module
     taps: list[str]
-    data: ArrayData  # the training split, uint8 or float images
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    data: ArrayData  # the training split, uint8 or float images (the teacher applies its own preprocessing)
     augment: Augment
     views: int
     view_seed: int
@@ -77,11 +75,6 @@ class CacheJob:
     @functools.cached_property
     def teacher_taps(self) -> Taps:
         return Taps(self.teacher, self.taps, "teacher")  # names checked and modules resolved once per build
-
-    @functools.cached_property
-    def normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (1, -1, 1, 1)
-        return torch.tensor(self.mean, device=self.device).view(shape), torch.tensor(self.std, device=self.device).view(shape)
 
     def worker_count(self, shards: int) -> int:
         # forked processes cannot use a CUDA context made before the fork; a GPU build runs in-process
@@ -208,9 +201,9 @@ def ensure_view_bank(job: CacheJob, progress: Callable[[str], None] | None = Non
 
 
 def teacher_pass(job: CacheJob, images: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The teacher's logits and taps for raw images shown in views `params` (B, 3)."""
-    mean, std = job.normalisation
-    x = (job.augment.apply(to_unit_float(images.to(job.device)), params.to(job.device)) - mean) / std
+    """The teacher's logits and taps for raw images shown in views `params` (B, 3); the teacher's
+    own preprocessing (a forward pre-hook) normalises them, as in training."""
+    x = job.augment.apply(to_unit_float(images.to(job.device)), params.to(job.device))
     job.teacher.eval()
     with torch.inference_mode(), job.teacher_taps.capture() as features:
         logits = job.teacher(x).float()

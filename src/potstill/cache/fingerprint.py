@@ -1,8 +1,8 @@
 """What a cache was built from, so that using it with anything else is an error, not a silent mix.
 
-A fingerprint is a small JSON-able dict: the cache format, the teacher (architecture and a
-SHA-256 of its weights), the training data (a SHA-256 of the images and labels after splitting,
-and the normalisation), the bank of views and what is stored. Two fingerprints are compared key by
+A fingerprint is a small JSON-able dict: the cache format, the teacher (architecture, its input
+preprocessing and a SHA-256 of its weights), the training data (a SHA-256 of the images and
+labels after splitting), the bank of views and what is stored. Two fingerprints are compared key by
 key and every difference is named in words.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-FORMAT = 1
+FORMAT = 2  # 2: the teacher's own preprocessing replaced the data normalisation
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:

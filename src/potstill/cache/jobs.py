@@ -10,6 +10,7 @@ from torch import nn
 from potstill.cache.build import CacheJob
 from potstill.cache.fingerprint import fingerprint
 from potstill.data import Augment
+from potstill.preprocess import preprocessing_of
 from potstill.recipe import CacheSpec, ModelSpec, Recipe
 from potstill.workbench import Workbench
 
@@ -32,12 +33,12 @@ def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[st
     views = {"count": spec.views, "seed": spec.view_seed, "hflip": data.hflip, "crop_padding": data.crop_padding}
     outputs = {"top_k": spec.top_k, "dtype": spec.dtype, "taps": list(taps)}
     stamp = fingerprint(
-        teacher={"architecture": architecture}, teacher_state=teacher.state_dict(),
-        data={"dataset": bench.splits.name, "mean": list(bench.splits.mean), "std": list(bench.splits.std)},
+        teacher={"architecture": architecture, "preprocessing": preprocessing_of(teacher).header()},
+        teacher_state=teacher.state_dict(), data={"dataset": bench.splits.name},
         inputs=train.inputs, targets=train.targets, views=views, outputs=outputs,
     )
     return CacheJob(
-        folder=folder, teacher=teacher, taps=list(taps), data=train, mean=bench.splits.mean, std=bench.splits.std,
+        folder=folder, teacher=teacher, taps=list(taps), data=train,
         augment=augment, views=spec.views, view_seed=spec.view_seed, top_k=spec.top_k, dtype=DTYPES[spec.dtype],
         shard_size=spec.shard_size, workers=spec.workers, batch_size=data.batch_size, device=bench.device,
         fingerprint=stamp,

@@ -4,12 +4,14 @@
     potstill distill RECIPE [--set k=v ...]      phases 2 (+3): distil, with a baseline student
     potstill distill --resume RUN                continue a killed run where it stopped
     potstill eval    RUN                         re-measure a finished run's models
+    potstill convert FILE -o TARGET              a torch.save state dict as safetensors (weights_only=True)
     potstill list    models|losses|datasets|schemes      what is registered
     potstill list    taps MODEL                  a model's layers, output shapes and automatic pairing
     potstill cache   build RECIPE [--rebuild]    run the teacher once, store its outputs per (sample, view)
     potstill cache   info DIR                    check a cache's checksums and describe it
 
-User errors print one line and exit 2; --debug shows the traceback.
+User errors print one line and exit 2; --debug shows the traceback. Results go to stdout (with
+--json only summary.json), progress and messages to stderr.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from pathlib import Path
 import torch
 
 from potstill import __version__
-from potstill.cli.commands import cmd_cache, cmd_distill, cmd_eval, cmd_list, cmd_train
+from potstill.cli.commands import cmd_cache, cmd_convert, cmd_distill, cmd_eval, cmd_list, cmd_train
 from potstill.errors import PotstillError
+
+JSON_HELP = "print {file} to stdout, and nothing else there (the table and messages go to stderr), for scripts"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--version", action="version", version=f"potstill {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    common.add_argument("--quiet", "-q", action="store_true", help="no progress output (for CI)")
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress output, only the result lines (for CI)")
     common.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE",
         help="import MODULE first so its @MODELS.register / @LOSSES.register entries exist (recipes never import code)",
@@ -47,10 +51,24 @@ def parser() -> argparse.ArgumentParser:
                          help="override a recipe key, e.g. --set distill.temperature=2 (repeatable)")
         sub.add_argument("--run-dir", help="run folder (default: output_dir/name from the recipe)")
         sub.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
+        sub.add_argument("--json", action="store_true", help=JSON_HELP.format(file="summary.json"))
         sub.set_defaults(handler=handler)
     evaluate = commands.add_parser("eval", parents=[common], help="re-evaluate a finished run's models")
     evaluate.add_argument("run", help="run folder")
+    evaluate.add_argument("--json", action="store_true", help=JSON_HELP.format(file="eval.json"))
     evaluate.set_defaults(handler=cmd_eval)
+    convert = commands.add_parser(
+        "convert", parents=[common], help="convert a torch.save checkpoint's state dict to safetensors",
+        description="read FILE with torch.load(weights_only=True), which builds tensors and plain containers only, and "
+        "write its state dict as a safetensors file for teacher.checkpoint; potstill never unpickles arbitrary objects",
+    )
+    convert.add_argument("checkpoint", metavar="FILE", help="a torch.save file (.pt, .pth, .bin, .ckpt)")
+    convert.add_argument("-o", "--output", required=True, metavar="TARGET", help="the .safetensors file to write")
+    convert.add_argument("--key", metavar="NAME", help="the entry holding the state dict, e.g. state_dict, model, model_state_dict "
+                         "(default: the file itself, or its only entry of named tensors)")
+    convert.add_argument("--strip-prefix", metavar="PREFIX", help="remove PREFIX from tensor names, e.g. module. (DataParallel)")
+    convert.add_argument("--force", action="store_true", help="overwrite TARGET if it exists")
+    convert.set_defaults(handler=cmd_convert)
     listing = commands.add_parser(
         "list", parents=[common], help="list registered models, losses, datasets or schemes, or a model's tappable layers",
         description="list models|losses|datasets|schemes, or `list taps MODEL`: every module of MODEL with its output shape",

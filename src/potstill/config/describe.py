@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from potstill.config.schema import (
@@ -86,35 +86,70 @@ def value_words(value: Any) -> str:
     if value is None or isinstance(value, bool):
         return yaml_words(value)
     if isinstance(value, int):
-        return f"the integer {value}"
+        return f"the integer {short_yaml_words(value)}"
     if isinstance(value, float):
         return f"the number {yaml_words(value)}"
     if isinstance(value, str):
-        return f"the string {_cut(yaml_words(value))}"
+        return f"the string {short_yaml_words(value)}"
     if isinstance(value, (list, tuple)):
-        return f"a list {_cut(yaml_words(value))}"
+        return f"a list {short_yaml_words(value)}"
     if isinstance(value, Mapping):
-        return f"a mapping {_cut(yaml_words(value))}"
+        return f"a mapping {short_yaml_words(value)}"
     return f"a {type(value).__name__}"
 
 
 def yaml_words(value: Any) -> str:
     """A value written inline as YAML would read it back: null, true, 'text', 1.0e-05, [1, 2]."""
+    return "".join(_yaml_pieces(value))
+
+
+def short_yaml_words(value: Any, limit: int = SHORT) -> str:
+    """`yaml_words` cut to `limit` characters with "...". Only what is shown is rendered, so a huge
+    value (a list of a million items, a 4000-digit integer) costs no more than a small one."""
+    text = ""
+    for piece in _yaml_pieces(value):
+        text += piece
+        if len(text) > limit:
+            return text[: limit - 3] + "..."
+    return text
+
+
+def _yaml_pieces(value: Any) -> Iterator[str]:
+    """The text of `yaml_words` in pieces, produced lazily: items of a list or mapping are
+    rendered only when the text before them was used."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return _float_words(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(yaml_words(item) for item in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{key}: {yaml_words(item)}" for key, item in value.items()) + "}"
-    return str(value)
+        yield "null"
+    elif isinstance(value, bool):
+        yield "true" if value else "false"
+    elif isinstance(value, float):
+        yield _float_words(value)
+    elif isinstance(value, int):
+        yield _int_words(value)
+    elif isinstance(value, str):
+        yield "'" + value.replace("'", "''") + "'"
+    elif isinstance(value, (list, tuple)):
+        yield "["
+        for index, item in enumerate(value):
+            yield ", " if index else ""
+            yield from _yaml_pieces(item)
+        yield "]"
+    elif isinstance(value, Mapping):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            yield (", " if index else "") + str(key) + ": "
+            yield from _yaml_pieces(item)
+        yield "}"
+    else:
+        yield str(value)
+
+
+def _int_words(value: int) -> str:
+    # str() refuses integers of more than 4300 digits (Python >= 3.11); YAML text never holds one
+    if value.bit_length() < 14_000:  # fewer than about 4200 digits
+        return str(value)
+    return f"{'-' if value < 0 else ''}<an integer of more than 4000 digits>"
 
 
 def _float_words(value: float) -> str:
@@ -128,7 +163,3 @@ def _float_words(value: float) -> str:
     if has_exponent and "." not in mantissa:
         return f"{mantissa}.0e{exponent}"
     return text
-
-
-def _cut(text: str) -> str:
-    return text if len(text) <= SHORT else text[: SHORT - 3] + "..."

@@ -1,7 +1,7 @@
 """Command-line overrides: `--set distill.temperature=2` changes one key of the loaded recipe.
 
-Values are read as YAML (`2` -> int, `[64, 64]` -> list, `null` -> None). Keys and types are not
-checked here: `validate` checks the result, so a bad `--set` is reported with its key path exactly
+Values are read as YAML (`2` -> int, `[64, 64]` -> list, `null` -> None) by the recipe files'
+strict reader (`safe_yaml`). Keys and types are not checked here: `validate` checks the result, so a bad `--set` is reported with its key path exactly
 like a mistake in the file.
 """
 
@@ -14,9 +14,11 @@ from typing import Any
 import yaml
 
 from potstill.config.describe import value_words
+from potstill.config.safe_yaml import RefusedYAML, parse_yaml
 from potstill.errors import PotstillError
 
 OVERRIDE_FORM = "--set section.key=value"
+LONGEST_SHOWN = 100  # characters of an override quoted in a message
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
@@ -32,20 +34,22 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
 def parse_override(override: str) -> tuple[list[str], Any]:
     """'distill.temperature=2' -> (['distill', 'temperature'], 2)."""
     if not isinstance(override, str) or "=" not in override:
-        raise PotstillError(f"malformed override {override!r}: expected the form {OVERRIDE_FORM}")
+        raise PotstillError(f"malformed override {_short(override)}: expected the form {OVERRIDE_FORM}")
     path, _, text = override.partition("=")
     keys = [key.strip() for key in path.split(".")]
     if not all(keys):
         raise PotstillError(
-            f"malformed override {override!r}: the key path before '=' is empty or has an empty part; "
+            f"malformed override {_short(override)}: the key path before '=' is empty or has an empty part; "
             f"expected the form {OVERRIDE_FORM}"
         )
     try:
-        value = yaml.safe_load(text)
+        value = parse_yaml(text)
+    except RefusedYAML as error:
+        raise PotstillError(f"override {_short(override)}: {error}") from None
     except yaml.YAMLError as error:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise PotstillError(
-            f"override {override!r}: the value is not valid YAML ({problem}); "
+            f"override {_short(override)}: the value is not valid YAML ({problem}); "
             f"to pass it as text, write it as a quoted YAML string"
         ) from None
     return keys, value
@@ -59,14 +63,14 @@ def _set_key(data: dict[str, Any], keys: list[str], value: Any, override: str) -
         if isinstance(node, list):
             node = node[_index(node, key, ".".join(keys[:depth]), override)]
             if not isinstance(node, MutableMapping):
-                raise PotstillError(f"cannot apply override {override!r}: '{section}' holds {value_words(node)}, not a mapping of keys")
+                raise PotstillError(f"cannot apply override {_short(override)}: '{section}' holds {value_words(node)}, not a mapping of keys")
             continue
         child = node.get(key)
         if child is None:  # absent, or `key: null` in the file: start a new section
             child = node[key] = {}
         elif not isinstance(child, (MutableMapping, list)):
             raise PotstillError(
-                f"cannot apply override {override!r}: '{section}' holds {value_words(child)}, "
+                f"cannot apply override {_short(override)}: '{section}' holds {value_words(child)}, "
                 f"not a mapping of keys"
             )
         node = child
@@ -79,7 +83,13 @@ def _set_key(data: dict[str, Any], keys: list[str], value: Any, override: str) -
 def _index(items: list[Any], key: str, section: str, override: str) -> int:
     if not key.isdigit() or int(key) >= len(items):
         raise PotstillError(
-            f"cannot apply override {override!r}: '{section}' is a list of {len(items)} item(s); "
+            f"cannot apply override {_short(override)}: '{section}' is a list of {len(items)} item(s); "
             f"index it with 0..{len(items) - 1}, e.g. {section}.0.key=value"
         )
     return int(key)
+
+
+def _short(override: Any) -> str:
+    """The override quoted for a message; a very long one (a pasted list) is cut."""
+    text = repr(override)
+    return text if len(text) <= LONGEST_SHOWN else text[:LONGEST_SHOWN] + "..."

@@ -4,18 +4,21 @@
 
 Every problem is collected first (unknown keys with a suggestion, wrong types, missing keys,
 out-of-range numbers, a section's own `check()`), then raised as one PotstillError that lists
-them all, each with its full key path.
+them all, each with its full key path. Whatever the schema says, no number read is NaN, infinite
+or an integer beyond 64 bits (`numbers.number_problem`), also inside values typed `Any`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from collections.abc import Mapping
 from typing import Any
 
-from potstill.config.describe import type_words, value_words, yaml_words
+from potstill.config.describe import short_yaml_words, type_words, value_words, yaml_words
+from potstill.config.numbers import INT64_MAX, INT64_MIN, bad_numbers, number_problem
 from potstill.config.schema import (
     NONE_TYPE,
     container_kind,
@@ -31,11 +34,15 @@ from potstill.config.schema import (
 )
 from potstill.errors import PotstillError, did_you_mean, nearest
 
-# PyYAML (YAML 1.1) reads `1e-3` as the *string* '1e-3': a float needs a dot and a signed
-# exponent. Float fields accept such strings when they are plain number literals.
+# PyYAML's own loader (YAML 1.1) reads `1e-3` as the *string* '1e-3': a float needs a dot and a
+# signed exponent. Float fields accept such strings when they are plain number literals.
 FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 SCALARS = (bool, int, float, str)
+YAML11_BOOLS = ("yes", "no", "on", "off", "y", "n")  # booleans in YAML 1.1, text in recipes (see safe_yaml)
 MOST_SUGGESTIONS = 3
+MOST_LISTED = 20  # problems listed in one message; the rest are only counted
+LONGEST_LINE = 300  # characters of one problem line (a pasted 100 kB key is cut)
+LONGEST_GUESSED = 100  # keys longer than this get no "did you mean" (difflib's cost grows with length)
 
 _BAD = object()  # stands for a value that could not be built; its problem is already reported
 
@@ -47,7 +54,7 @@ def validate(data: Any, schema: type, *, source: str = "recipe") -> Any:
     Field types: bool, int, float (also takes ints and number text such as '1e-3'), str, Any,
     Literal[...], Optional/Union of these, list[X], tuple[X, ...], tuple[X, Y], dict[K, V] and
     nested dataclasses (given as mappings). Field metadata: "help" (for `reference`), "min" and
-    "max" (inclusive bounds). A dataclass may define `check(self) -> list[str]` returning
+    "max" (inclusive bounds). Numbers must be finite and integers fit in 64 bits, for every type. A dataclass may define `check(self) -> list[str]` returning
     "field: message" problems; it runs once all of its fields built.
     """
     if not is_schema(schema):
@@ -60,11 +67,19 @@ def validate(data: Any, schema: type, *, source: str = "recipe") -> Any:
 
 
 def format_problems(source: str, problems: list[tuple[str, str]]) -> str:
-    """One line for one problem; a counted bullet list for several."""
-    lines = [f"{path}: {message}" if path else message for path, message in problems]
-    if len(lines) == 1:
+    """One line for one problem; a counted bullet list for several (the first MOST_LISTED)."""
+    lines = [_cut(f"{path}: {message}" if path else message) for path, message in problems[:MOST_LISTED]]
+    if len(problems) == 1:
         return f"{source}: {lines[0]}"
-    return f"{source} has {len(lines)} problems:\n" + "\n".join(f"  - {line}" for line in lines)
+    more = len(problems) - len(lines)
+    return (
+        f"{source} has {len(problems)} problems:\n" + "\n".join(f"  - {line}" for line in lines)
+        + (f"\n  ... and {more} more" if more else "")
+    )
+
+
+def _cut(line: str) -> str:
+    return line if len(line) <= LONGEST_LINE else line[: LONGEST_LINE - 3] + "..."
 
 
 def to_dict(instance: Any) -> dict[str, Any]:
@@ -100,8 +115,11 @@ class _Builder:
     def convert(self, value: Any, tp: Any, path: str) -> Any:
         """The value converted to `tp` (float text -> float, list -> tuple, mapping -> dataclass),
         or _BAD after reporting why not."""
-        if tp is Any:
-            return value
+        if tp is Any:  # args passed on to a constructor: only the numbers in them are checked
+            problems = list(bad_numbers(value, path))
+            for problem_path, message in problems:
+                self.report(problem_path, message)
+            return _BAD if problems else value
         if is_union(tp):
             return self.convert_union(value, tp, path)
         if is_literal(tp):
@@ -124,7 +142,13 @@ class _Builder:
     def convert_scalar(self, value: Any, tp: type, path: str) -> Any:
         if not _fits(value, tp, strict=False):
             return self.mismatch(value, tp, path)
-        return float(value) if tp is float else value
+        if tp is not float:
+            return value  # integers are bounded by check_range, which knows the key's own bounds
+        number = _to_float(value)
+        if not math.isfinite(number):  # NaN would pass any min/max check: it compares False with everything
+            self.report(path, f"must be a finite number, got {short_yaml_words(value)}")
+            return _BAD
+        return number
 
     def convert_literal(self, value: Any, tp: Any, path: str) -> Any:
         if not _fits(value, tp, strict=False):
@@ -182,7 +206,11 @@ class _Builder:
             if converted is _BAD:
                 complete = False
                 continue
+            reported = len(self.problems)
             self.check_range(converted, field, key_path)
+            if len(self.problems) > reported:  # out of range: check() would only see a wrong value
+                complete = False
+                continue
             arguments[key] = converted
         for name, (field, _) in fields.items():
             if name not in value and is_required(field):
@@ -206,6 +234,8 @@ class _Builder:
 
     def suggest_key(self, key: str, path: str, siblings: list[str]) -> str:
         """' (did you mean ...)' naming the closest sibling, else the closest key anywhere."""
+        if len(key) > LONGEST_GUESSED or len(self.problems) >= MOST_LISTED:  # not shown, or not worth it
+            return ""
         everywhere = [p for p in key_paths(self.root) if "[" not in p and "<" not in p]
         if "." in key:  # a dotted key written flat, e.g. `distill.temprature: 2` at the top level
             return did_you_mean(join(path, key), everywhere)
@@ -220,22 +250,37 @@ class _Builder:
         return " (did you mean " + " or ".join(f"'{p}'" for p in matches) + "?)"
 
     def check_range(self, value: Any, field: dataclasses.Field, path: str) -> None:
-        """Inclusive bounds from `field(metadata={"min": ..., "max": ...})`, also per list item."""
-        low, high = field.metadata.get("min"), field.metadata.get("max")
-        if low is None and high is None:
-            return
+        """Inclusive bounds from `field(metadata={"min": ..., "max": ...})`, also per item of a list
+        or mapping. An integer must also fit in 64 bits where the field sets no bound of its own."""
         if isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
                 self.check_range(item, field, f"{path}[{i}]")
             return
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                self.check_range(item, field, join(path, str(key)))
+            return
         if not _is_number(value):
             return
+        low, high = field.metadata.get("min"), field.metadata.get("max")
+        if isinstance(value, int) and ((low is None and value < INT64_MIN) or (high is None and value > INT64_MAX)):
+            self.report(path, str(number_problem(value)))
+            return
+        shown = short_yaml_words(value)
         if low is not None and high is not None and not low <= value <= high:
-            self.report(path, f"must be between {low} and {high}, got {yaml_words(value)}")
+            self.report(path, f"must be between {low} and {high}, got {shown}")
         elif low is not None and high is None and value < low:
-            self.report(path, f"must be at least {low}, got {yaml_words(value)}")
+            self.report(path, f"must be at least {low}, got {shown}")
         elif high is not None and low is None and value > high:
-            self.report(path, f"must be at most {high}, got {yaml_words(value)}")
+            self.report(path, f"must be at most {high}, got {shown}")
+
+
+def _to_float(value: Any) -> float:
+    """A number or number text as a float; infinite when it is beyond the float range."""
+    try:
+        return float(value)
+    except OverflowError:  # an integer of more than ~308 digits
+        return math.inf if value > 0 else -math.inf
 
 
 def _is_number(value: Any) -> bool:
@@ -268,6 +313,8 @@ def _fits(value: Any, tp: Any, strict: bool) -> bool:
 def _hint(value: Any, tp: Any) -> str:
     """A likely fix for a wrong value: quoting, dropping '.0', or the nearest allowed word."""
     members = typing.get_args(tp) if is_union(tp) else (tp,)
+    if bool in members and isinstance(value, str) and value.lower() in YAML11_BOOLS:
+        return " (recipes read only true and false as booleans; write true or false)"
     if str in members and isinstance(value, (bool, int, float)):
         return " (put it in quotes to make it a string)"
     if int in members and isinstance(value, float) and value.is_integer():

@@ -138,7 +138,8 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class DataSplits:
-    """Train / validation / test splits plus the normalisation measured on the training split."""
+    """Train / validation / test splits plus per-channel statistics of the training split (what
+    the `dataset` preprocessing normalises with)."""
 
     name: str
     train: ArrayData
@@ -164,7 +165,8 @@ class DataSplits:
             "test": len(self.test),
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
-            "normalisation": {"mean": list(self.mean), "std": list(self.std), "measured_on": "train split"},
+            # used by models whose preprocessing is `dataset`; each model's own is in its summary row
+            "statistics": {"mean": list(self.mean), "std": list(self.std), "measured_on": "train split"},
             "notes": self.notes,
         }
 

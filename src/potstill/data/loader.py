@@ -40,13 +40,10 @@ class Augment:
         return self.apply(images, self.draw(images.shape[0], generator, images.device))
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Zero-pad by `padding` and cut an H x W window at a random offset per sample."""
-    return Augment(crop_padding=padding)(images, generator)
-
-
 class BatchLoader:
-    """Iterates over an ArrayData in batches of normalised float tensors on `device`.
+    """Iterates over an ArrayData in batches of float tensors on `device`: uint8 images scaled to
+    [0, 1], float inputs as they are. Normalisation belongs to each model (potstill.preprocess),
+    not to the loader; `mean`/`std` normalise the batch here only when given.
 
     Each batch is a dict: `input` (B, C, H, W), `target` (B,), `index` (B,) = sample indices.
     With a view bank (N, V, 3) (see `potstill.data.views`) each sample shows one of its V stored
@@ -58,8 +55,8 @@ class BatchLoader:
         data: ArrayData,
         batch_size: int,
         *,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
         augment: Augment | None = None,
         shuffle: bool = False,
         seed: int = 0,
@@ -76,8 +73,8 @@ class BatchLoader:
         self.device = torch.device(device)
         self.inputs = data.inputs.to(self.device)
         self.targets = data.targets.to(self.device)
-        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
+        self.mean = None if mean is None else torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
+        self.std = None if std is None else torch.tensor(std, device=self.device).view(1, -1, 1, 1)
         self.views = None if views is None else views.to(self.device)
         if self.views is not None and (self.views.ndim != 3 or len(self.views) != len(self.targets)):
             raise ValueError(f"a view bank must have shape ({len(self.targets)}, V, 3), got {tuple(self.views.shape)}")
@@ -108,6 +105,7 @@ class BatchLoader:
                     images = self.augment.apply(images, self.views[index, batch["view"]])
             elif self.augment is not None:
                 images = self.augment(images, generator)
-            images = (images - self.mean) / self.std
+            if self.mean is not None:
+                images = (images - self.mean) / self.std
             batch["input"] = images.contiguous(memory_format=self.memory_format)
             yield batch

@@ -24,6 +24,7 @@ from potstill.engine.run import RunDir
 from potstill.engine.speed import Stopwatch, autocast
 from potstill.engine.task import Task
 from potstill.errors import PotstillError
+from potstill.preprocess import preprocessing_of
 from potstill.recipe import EngineSpec, TrainSpec
 
 # called after each epoch's checkpoint: (stage name, epochs done, the epoch's record)
@@ -87,10 +88,13 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
 
     model_path = folder / "model.safetensors"
     header = {"stage": stage.name, "epochs": stage.spec.epochs, **stage.stamp}
-    guarded(lambda: save_tensors(model_path, stage.task.model.state_dict(), header), model_path)
+    # each weights file records its model's input preprocessing, applied again by whatever loads it
+    model_header = header | {"preprocessing": preprocessing_of(stage.task.model).header()}
+    guarded(lambda: save_tensors(model_path, stage.task.model.state_dict(), model_header), model_path)
     for name, exported in stage.task.exports().items():  # e.g. each peer's own weights file
         path = folder / f"{name}.safetensors"
-        guarded(lambda path=path, exported=exported: save_tensors(path, exported.state_dict(), header), path)
+        exported_header = header | {"preprocessing": preprocessing_of(exported).header()}
+        guarded(lambda path=path, exported=exported, h=exported_header: save_tensors(path, exported.state_dict(), h), path)
     if module is not stage.task.model:  # adapters and loss state: saved with the run, not exported
         module_path = folder / "module.safetensors"
         guarded(lambda: save_tensors(module_path, module.state_dict(), header), module_path)

@@ -1,4 +1,8 @@
-"""Progress output: rich bars with ETA on a terminal, one line per epoch otherwise, nothing when quiet."""
+"""Progress output: rich bars with ETA on a terminal, one line per epoch otherwise, nothing when quiet.
+
+It goes to stderr, so stdout holds only results (and with --json only the summary). Piped lines are
+never wrapped (one log line per epoch, whole); on a terminal the bar shrinks to fit narrow windows.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ class Reporter:
             return
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=max(10, min(40, self.console.width - 60))),  # the other columns take about 60
             MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"),
             TimeElapsedColumn(),
@@ -38,9 +42,9 @@ class Reporter:
         if self.quiet:
             return
         if self._progress is not None:
-            self._progress.console.print(line)
+            self._progress.console.print(line, markup=False)
         else:
-            self.console.print(line, highlight=False)
+            self.console.print(line, highlight=False, markup=False, soft_wrap=not self.console.is_terminal)
 
     def stage_end(self) -> None:
         if self._progress is not None:
@@ -49,4 +53,4 @@ class Reporter:
 
     def message(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(text, highlight=False)
+            self.console.print(text, highlight=False, markup=False, soft_wrap=not self.console.is_terminal)

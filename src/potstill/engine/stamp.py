@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError, safe_open
-
 from potstill.config import to_dict
 from potstill.config.describe import yaml_words
+from potstill.engine.weights import header_of
 from potstill.errors import PotstillError
 
 MOST_NAMED = 6
@@ -42,12 +41,7 @@ def recipe_changes(saved: Any, current: Any, path: str = "") -> list[str]:
 
 def stamped_recipe(path: Path) -> dict[str, Any] | None:
     """The recipe stamped in a safetensors file's header, without loading its tensors."""
-    try:
-        with safe_open(str(path), framework="pt") as reader:
-            header = json.loads((reader.metadata() or {}).get("potstill", "{}"))
-    except (SafetensorError, OSError, ValueError):
-        return None  # a damaged file is named when it is loaded
-    recipe = header.get("recipe") if isinstance(header, dict) else None
+    recipe = header_of(path).get("recipe")  # {} for a damaged file: loading it names the damage
     return recipe if isinstance(recipe, dict) else None
 
 

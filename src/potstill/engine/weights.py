@@ -3,19 +3,18 @@ without unpickling anything and checked for names, shapes and finite values."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from potstill.engine.checkpoint import load_into, load_tensors
 from potstill.errors import PotstillError
+from potstill.preprocess import Preprocessing
 
 TORCH_SAVE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
-CONVERT = (
-    "python -c \"import torch; from safetensors.torch import save_file; "
-    "save_file(torch.load('{path}', weights_only=True), '{target}')\""
-)
 
 
 def teacher_weights_file(path: str, key: str = "teacher.checkpoint") -> Path:
@@ -26,8 +25,8 @@ def teacher_weights_file(path: str, key: str = "teacher.checkpoint") -> Path:
         target = location.with_suffix(".safetensors")
         raise PotstillError(
             f"{key}: {location} is a torch.save file (Python pickles), and potstill never loads pickles, since loading "
-            f"one can run any code; convert its state dict to safetensors once (weights_only=True loads tensors only): "
-            f"{CONVERT.format(path=location, target=target)} and set {key}: {target}"
+            f"one can run any code; convert its state dict to safetensors once (read with weights_only=True, tensors "
+            f"only): potstill convert {location} -o {target}, then set {key}: {target}"
         )
     candidates = [location] if location.suffix == ".safetensors" else [location / "teacher" / "model.safetensors", location / "model.safetensors"]
     for candidate in candidates:
@@ -50,3 +49,18 @@ def load_weights(model: nn.Module, path: Path, what: str, device: torch.device) 
         )
     load_into(model, {k: v.to(device) for k, v in tensors.items()}, str(path), what)
     return model
+
+
+def recorded_preprocessing(path: Path) -> Preprocessing | None:
+    """The preprocessing a weights file records in its header (potstill writes it), or None."""
+    return Preprocessing.from_header(header_of(path).get("preprocessing"))
+
+
+def header_of(path: Path) -> dict:
+    """The potstill header of a safetensors file, read without loading its tensors."""
+    try:
+        with safe_open(str(path), framework="pt") as reader:
+            header = json.loads((reader.metadata() or {}).get("potstill", "{}"))
+    except (SafetensorError, OSError, ValueError):
+        return {}
+    return header if isinstance(header, dict) else {}

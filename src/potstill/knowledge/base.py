@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -92,14 +93,19 @@ class DistillationLoss(nn.Module):
 
 
 def check_positive(loss: str, **values: float) -> None:
-    """Hyperparameters that must be > 0."""
-    bad = [f"{name}={value}" for name, value in values.items() if not value > 0]
+    """Hyperparameters that must be finite numbers > 0."""
+    bad = [f"{name}={value}" for name, value in values.items() if not (_is_finite(value) and value > 0)]
     if bad:
-        raise PotstillError(f"loss '{loss}' needs {', '.join(values)} > 0, got {', '.join(bad)}")
+        raise PotstillError(f"loss '{loss}' needs {', '.join(values)} > 0 (finite numbers), got {', '.join(bad)}")
 
 
 def check_non_negative(loss: str, **values: float) -> None:
-    """Hyperparameters that must be >= 0 (weights inside a loss)."""
-    bad = [f"{name}={value}" for name, value in values.items() if not value >= 0]
+    """Hyperparameters that must be finite numbers >= 0 (weights inside a loss)."""
+    bad = [f"{name}={value}" for name, value in values.items() if not (_is_finite(value) and value >= 0)]
     if bad:
-        raise PotstillError(f"loss '{loss}' needs {', '.join(values)} >= 0, got {', '.join(bad)}")
+        raise PotstillError(f"loss '{loss}' needs {', '.join(values)} >= 0 (finite numbers), got {', '.join(bad)}")
+
+
+def _is_finite(value: object) -> bool:
+    # NaN fails `> 0` already, but inf passes it; a string or None is a mistake too, not a TypeError
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

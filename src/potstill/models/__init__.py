@@ -7,26 +7,105 @@ Every builder has the same interface, `builder(input_shape, num_classes, **typed
 (B, C, H, W) float input and returns (B, num_classes) logits. Its signature is its config, and its
 docstring's first line is what `potstill list models` shows. Submodules register themselves when
 they are imported at the bottom of this file.
+
+`create_model` first builds the model on the meta device (shapes only, no memory) and refuses,
+in one line naming the arguments, a model too large to train in this machine's memory, so that
+`hidden: [100000000]` is an error and not an allocation that swaps or is killed.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from potstill.config.describe import short_yaml_words
 from potstill.errors import PotstillError
 from potstill.registry import Registry
 
 MODELS = Registry("model")
+TRAINING_COPIES = 4  # training holds each weight 4 times: the weight, its gradient and Adam's two moments
+GIB = 2**30
 
 
 def create_model(name: str, *, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build the registered model `name` for inputs of `input_shape` (C, H, W)."""
+    """Build the registered model `name` for inputs of `input_shape` (C, H, W); a PotstillError
+    when it could not be trained in this machine's memory."""
     # recipes give lists; builders get a tuple. Anything else reaches the builder's own check.
     shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else input_shape
-    return MODELS.create(name, input_shape=shape, num_classes=num_classes, **kwargs)
+    arguments = {"input_shape": shape, "num_classes": num_classes, **kwargs}
+    check_model_size(name, arguments)
+    try:
+        return MODELS.create(name, **arguments)
+    except (MemoryError, RuntimeError) as error:  # memory ran out all the same (other processes, a GPU)
+        if not _is_allocation_error(error):
+            raise
+        raise PotstillError(f"{_model_words(name, kwargs)}: not enough memory to build it ({_first_line(error)}); make it smaller") from None
+
+
+def check_model_size(name: str, arguments: dict[str, Any]) -> None:
+    """Refuse a model whose weights, gradients and optimizer state would not fit in memory,
+    measured on the meta device before anything is allocated."""
+    size = model_bytes(name, arguments)
+    memory = memory_bytes()
+    if size is None or memory is None or size * TRAINING_COPIES <= memory:
+        return
+    kwargs = {key: value for key, value in arguments.items() if key not in ("input_shape", "num_classes")}
+    raise PotstillError(
+        f"{_model_words(name, kwargs)} is too large: {size / GIB:.1f} GiB of weights need about "
+        f"{size * TRAINING_COPIES / GIB:.0f} GiB to train (weights, gradients, Adam state), "
+        f"more than this machine's {memory / GIB:.1f} GiB of memory; make it smaller"
+    )
+
+
+def model_bytes(name: str, arguments: dict[str, Any]) -> int | None:
+    """Bytes of the parameters and buffers of the model, built on the meta device (shapes, no
+    memory); None when its builder cannot run there (its real build is then still guarded)."""
+    try:
+        with torch.device("meta"):
+            model = MODELS.create(name, **arguments)
+    except PotstillError:
+        raise
+    except (MemoryError, RuntimeError, OverflowError, ValueError) as error:
+        if _is_allocation_error(error):  # sizes whose product overflows 64 bits
+            kwargs = {key: value for key, value in arguments.items() if key not in ("input_shape", "num_classes")}
+            raise PotstillError(f"{_model_words(name, kwargs)} is too large to build ({_first_line(error)}); make it smaller") from None
+        return None
+    tensors = itertools.chain(model.parameters(), model.buffers())
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
+def memory_bytes() -> int | None:
+    """This machine's memory, or its container's limit when lower; None where unknown."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
+    try:  # cgroup v2: "max" or a byte count
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return memory
+    return min(memory, int(limit)) if limit.isdigit() else memory
+
+
+def _is_allocation_error(error: BaseException) -> bool:
+    text = str(error).lower()
+    words = ("out of memory", "can't allocate memory", "cannot allocate memory", "overflow")
+    return isinstance(error, MemoryError) or any(word in text for word in words)
+
+
+def _model_words(name: str, kwargs: dict[str, Any]) -> str:
+    """"model 'mlp' with {hidden: [100000000]}" for messages."""
+    return f"model '{name}' with {short_yaml_words(kwargs, limit=200)}" if kwargs else f"model '{name}'"
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
 
 
 def count_parameters(model: nn.Module) -> int:
