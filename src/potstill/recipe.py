@@ -264,8 +264,13 @@ class RefineSpec:
 
 @dataclass
 class ReportSpec:
-    latency_batch_size: int = option(128, "batch size used to time CPU inference", min=1, max=LATENCY_BATCH_MAX)
-    latency_repeats: int = option(20, "timed forward passes (after 3 warm-up passes)", min=1, max=LATENCY_REPEATS_MAX)
+    latency_batch_size: int = option(
+        128, "the larger batch size CPU inference is timed at (batch 1 is always timed too)", min=1, max=LATENCY_BATCH_MAX
+    )
+    latency_repeats: int = option(
+        20, "timed rounds per batch size, every model once per round, interleaved (after 3 warm-up rounds)",
+        min=1, max=LATENCY_REPEATS_MAX,
+    )
     ece_bins: int = option(15, "bins of the expected calibration error", min=1, max=ECE_BINS_MAX)
 
 

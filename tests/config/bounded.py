@@ -34,7 +34,7 @@ def outcome_within(call: Callable[..., Any], *args: Any, seconds: float = SECOND
     if not receiver.poll(seconds):
         child.kill()
         child.join()
-        pytest.fail(f"{getattr(call, '__name__', call)}{args!r} gave no answer within {seconds} s")
+        pytest.fail(f"{getattr(call, '__name__', call)}{reprlib.repr(args)} gave no answer within {seconds} s")
     kind, text = receiver.recv()
     child.join()
     return kind, text, time.monotonic() - start

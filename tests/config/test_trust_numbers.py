@@ -22,6 +22,7 @@ from potstill.knowledge.base import LOSSES, check_non_negative, check_positive
 from potstill.models import MODELS
 from potstill.recipe import Recipe
 from potstill.registry import Registry
+from tests.config.bounded import outcome_within
 from tests.conftest import tiny_recipe, write_recipe
 
 NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -109,12 +110,16 @@ def problems_of(data: dict[str, Any]) -> str:
 
 FLOAT_KEYS = sorted(path for path, tp in typed_keys().items() if holds(tp, float))
 INT_KEYS = sorted(path for path, tp in typed_keys().items() if holds(tp, int))
-ARGS_KEYS = sorted(path for path, tp in typed_keys().items() if container_kind(tp) == "dict" and item_types(tp)[1] is Any)
+ARGS_KEYS = sorted(
+    path for path, tp in typed_keys().items() if container_kind(tp) == "dict" and item_types(tp)[1] is Any
+)
 
 
 def test_the_schema_loops_find_the_keys_of_the_issue() -> None:
     """Guards the loops below: they must reach every args mapping and the keys the issue names."""
-    assert {"distill.alpha", "distill.beta", "train.lr", "distill.terms[].weight", "scheme.teachers[].train.lr"} <= set(FLOAT_KEYS)
+    assert {"distill.alpha", "distill.beta", "train.lr", "distill.terms[].weight", "scheme.teachers[].train.lr"} <= set(
+        FLOAT_KEYS
+    )
     assert {"seed", "data.crop_padding", "report.ece_bins", "train.epochs", "train.milestones"} <= set(INT_KEYS)
     assert {
         "student.args", "teacher.model.args", "distill.loss_args", "distill.terms[].args", "scheme.args", "data.args",
@@ -159,7 +164,9 @@ def test_every_args_mapping_refuses_bad_numbers_nested_inside(key_path: str, bad
 @pytest.mark.parametrize("text", ["1e999", "-1.0e+400"])
 def test_float_text_beyond_the_float_range_is_refused(text: str) -> None:
     """Catches: float fields read number text such as '1e999' as float('1e999') == inf and let it pass."""
-    assert problems_of({"name": "x", "train": {"lr": text}}) == f"recipe: train.lr: must be a finite number, got '{text}'"
+    assert (
+        problems_of({"name": "x", "train": {"lr": text}}) == f"recipe: train.lr: must be a finite number, got '{text}'"
+    )
 
 
 def test_an_integer_too_large_for_a_float_is_refused_not_a_traceback() -> None:
@@ -205,7 +212,13 @@ def test_out_of_range_numbers_are_refused_before_anything_runs(key_path: str, va
 
 @pytest.mark.parametrize(
     "key_path, value",
-    [("seed", 2**32 - 1), ("train.lr", 10.0), ("data.crop_padding", 127), ("report.ece_bins", 1000), ("distill.beta", 30000.0)],
+    [
+        ("seed", 2**32 - 1),
+        ("train.lr", 10.0),
+        ("data.crop_padding", 127),
+        ("report.ece_bins", 1000),
+        ("distill.beta", 30000.0),
+    ],
 )
 def test_the_bounds_are_inclusive_and_generous(key_path: str, value: Any) -> None:
     """Guards the bounds above against refusing a published setting (PKT's weight 3e4, ...)."""
@@ -268,6 +281,23 @@ def test_registry_create_refuses_non_finite_numbers_before_constructing() -> Non
     assert calls == []
     things.create("box", size=2.0)
     assert calls == [2.0]
+
+
+def test_registry_create_walks_shared_arguments_once() -> None:
+    """Guards the registry check: a value from Python that shares its parts (10**10 leaves through
+    nested references, as `--args` read by plain yaml.safe_load gives) or contains itself is
+    checked in linear time, and a NaN in it is still found."""
+    things = Registry("thing")
+    things.register("box")(lambda sizes=(): "built")
+    shared: Any = [1.0] * 10
+    for _ in range(9):
+        shared = [shared] * 10
+    kind, answer, seconds = outcome_within(lambda: things.create("box", sizes=shared), seconds=10)
+    assert (kind, answer) == ("ok", "built") and seconds < 5
+    looped: list[Any] = [1.0, math.nan]
+    looped.append(looped)
+    with pytest.raises(PotstillError, match=r"sizes\[1\] must be a finite number"):
+        things.create("box", sizes=looped)
 
 
 def float_arguments(registry: Registry) -> list[tuple[str, str]]:

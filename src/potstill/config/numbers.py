@@ -31,14 +31,20 @@ def number_problem(value: Any) -> str | None:
     return None
 
 
-def bad_numbers(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    """(key path, problem) for every unusable number in `value` and the lists and mappings it holds."""
+def bad_numbers(value: Any, path: str, seen: set[int] | None = None) -> Iterator[tuple[str, str]]:
+    """(key path, problem) for every unusable number in `value` and the lists and mappings it holds.
+
+    A list or mapping held twice is checked once (`seen`), so data from Python that shares parts
+    (ten lists of ten references to one list ...) or contains itself is walked in linear time.
+    """
+    seen = set() if seen is None else seen
     problem = number_problem(value)
     if problem is not None:
         yield path, problem
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from bad_numbers(item, join(path, str(key)))
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            yield from bad_numbers(item, f"{path}[{index}]")
+        return
+    if not isinstance(value, (Mapping, list, tuple)) or id(value) in seen:
+        return
+    seen.add(id(value))
+    items = value.items() if isinstance(value, Mapping) else enumerate(value)
+    for key, item in items:
+        yield from bad_numbers(item, join(path, str(key)) if isinstance(value, Mapping) else f"{path}[{key}]", seen)

@@ -15,6 +15,7 @@ clear line instead of being read in a surprising way:
   written `teacher: {train: *same}`.
 
     data = parse_yaml(text)     # raises RefusedYAML (message complete) or another yaml.YAMLError
+    text = dump_yaml(data)      # what parse_yaml reads back unchanged (yaml.safe_dump writes '1e3' bare)
 """
 
 from __future__ import annotations
@@ -86,8 +87,11 @@ class RecipeLoader(yaml.SafeLoader):
     def construct_yaml_int(self, node: ScalarNode) -> int:
         try:
             return super().construct_yaml_int(node)
-        except ValueError:  # Python reads at most 4300 digits
-            raise RefusedYAML(f"line {node.start_mark.line + 1}: an integer of {len(node.value)} digits is too long") from None
+        except ValueError:  # Python reads at most 4300 digits; `0x_` has none
+            line = node.start_mark.line + 1
+            if len(node.value) > 4000:
+                raise RefusedYAML(f"line {line}: an integer of {len(node.value)} digits is too long") from None
+            raise RefusedYAML(f"line {line}: {node.value!r} is not an integer") from None
 
 
 # YAML 1.2 core-schema booleans, integers and floats replace PyYAML's YAML 1.1 ones.
@@ -105,11 +109,27 @@ RecipeLoader.add_implicit_resolver(
         r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*|[0-9][0-9_]*(?=[eE]))(?:[eE][-+]?[0-9]+)?
             |[-+]?\.(?:inf|Inf|INF)
             |\.(?:nan|NaN|NAN))$""",
-        re.X,
+        re.VERBOSE,
     ),
     list("-+0123456789."),
 )
 RecipeLoader.add_constructor(INT_TAG, RecipeLoader.construct_yaml_int)
+
+
+class RecipeDumper(yaml.SafeDumper):
+    """SafeDumper that quotes every string `RecipeLoader` or a YAML 1.1 reader would read as
+    something else ('1e3', 'yes', '010')."""
+
+
+RecipeDumper.yaml_implicit_resolvers = {
+    first: yaml.SafeDumper.yaml_implicit_resolvers.get(first, []) + RecipeLoader.yaml_implicit_resolvers.get(first, [])
+    for first in {*yaml.SafeDumper.yaml_implicit_resolvers, *RecipeLoader.yaml_implicit_resolvers}
+}
+
+
+def dump_yaml(data: Any) -> str:
+    """`data` as YAML that `parse_yaml` reads back unchanged (keys in their order)."""
+    return yaml.dump(data, Dumper=RecipeDumper, sort_keys=False)
 
 
 def key_text(node: Node) -> str:
@@ -145,12 +165,14 @@ class ExpandedSize:
             raise RefusedYAML(f"line {node.start_mark.line + 1}: an alias refers to the section that contains it")
         size, levels = self.known.get(id(node)) or self.count(node, depth)
         if depth + levels - 1 > MAX_DEPTH:
-            raise RefusedYAML(f"aliases nest sections more than {MAX_DEPTH} levels deep (line {node.start_mark.line + 1})")
+            raise RefusedYAML(
+                f"aliases nest sections more than {MAX_DEPTH} levels deep (line {node.start_mark.line + 1})"
+            )
         return size
 
     def count(self, node: Node, depth: int) -> tuple[int, int]:
         self.open.add(id(node))
-        children = [] if isinstance(node, ScalarNode) else [n for pair in node.value for n in pair] if isinstance(node, MappingNode) else node.value
+        children = _children(node)
         size, levels = 1, 1
         for child in children:
             size += self.of(child, depth + 1)
@@ -160,6 +182,12 @@ class ExpandedSize:
         self.open.discard(id(node))
         self.known[id(node)] = (size, levels)
         return size, levels
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]  # keys and values
+    return node.value if isinstance(node, SequenceNode) else []
 
 
 def too_many_values() -> RefusedYAML:

@@ -17,7 +17,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from potstill.config.describe import short_yaml_words, type_words, value_words, yaml_words
+from potstill.config.describe import short_yaml_words, type_words, value_words
 from potstill.config.numbers import INT64_MAX, INT64_MIN, bad_numbers, number_problem
 from potstill.config.schema import (
     NONE_TYPE,
@@ -54,8 +54,9 @@ def validate(data: Any, schema: type, *, source: str = "recipe") -> Any:
     Field types: bool, int, float (also takes ints and number text such as '1e-3'), str, Any,
     Literal[...], Optional/Union of these, list[X], tuple[X, ...], tuple[X, Y], dict[K, V] and
     nested dataclasses (given as mappings). Field metadata: "help" (for `reference`), "min" and
-    "max" (inclusive bounds). Numbers must be finite and integers fit in 64 bits, for every type. A dataclass may define `check(self) -> list[str]` returning
-    "field: message" problems; it runs once all of its fields built.
+    "max" (inclusive bounds). Whatever the type, numbers must be finite and integers fit in 64
+    bits. A dataclass may define `check(self) -> list[str]` returning "field: message" problems;
+    it runs once all of its fields built and are in range.
     """
     if not is_schema(schema):
         raise TypeError(f"validate() needs a dataclass schema, got {schema!r}")
@@ -73,7 +74,8 @@ def format_problems(source: str, problems: list[tuple[str, str]]) -> str:
         return f"{source}: {lines[0]}"
     more = len(problems) - len(lines)
     return (
-        f"{source} has {len(problems)} problems:\n" + "\n".join(f"  - {line}" for line in lines)
+        f"{source} has {len(problems)} problems:\n"
+        + "\n".join(f"  - {line}" for line in lines)
         + (f"\n  ... and {more} more" if more else "")
     )
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import reprlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,16 @@ def count_parameters(model: nn.Module) -> int:
 # ---- argument checks shared by the builders: one wording for every model ----------------------
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlist = _SHOWN.maxtuple = 8  # a value from a recipe may be a list of 100,000 items
+_SHOWN.maxstring = _SHOWN.maxother = 60
+
+
+def _shown(value: object) -> str:
+    """repr() of a value for a message, cut when long: [0, 0, 0, 0, 0, 0, 0, 0, ...]."""
+    return _SHOWN.repr(value)
+
+
 def _is_int(value: object) -> bool:
     # bool is an int subclass, but `hidden: [True]` is certainly a mistake
     return isinstance(value, int) and not isinstance(value, bool)
@@ -124,7 +135,7 @@ def _is_int(value: object) -> bool:
 def check_positive_int(model: str, name: str, value: Any) -> int:
     if not _is_int(value) or value < 1:
         raise PotstillError(
-            f"model '{model}': {name} must be a positive integer, got {value!r}; "
+            f"model '{model}': {name} must be a positive integer, got {_shown(value)}; "
             f"set {name} to a whole number of at least 1"
         )
     return value
@@ -137,7 +148,7 @@ def check_shape(model: str, input_shape: Any, num_classes: Any) -> tuple[int, in
     ):
         raise PotstillError(
             f"model '{model}': input_shape must be three positive integers (channels, height, width), "
-            f"got {input_shape!r}; e.g. input_shape: [1, 28, 28] for MNIST or [3, 32, 32] for CIFAR"
+            f"got {_shown(input_shape)}; e.g. input_shape: [1, 28, 28] for MNIST or [3, 32, 32] for CIFAR"
         )
     check_positive_int(model, "num_classes", num_classes)
     return (input_shape[0], input_shape[1], input_shape[2])
@@ -155,14 +166,14 @@ def check_int_list(
         or not all(_is_int(value) and value >= 1 for value in values)
     ):
         wanted = f"{length} positive integers" if length else "a non-empty list of positive integers"
-        raise PotstillError(f"model '{model}': {name} must be {wanted}, got {values!r}; e.g. {name}: {example}")
+        raise PotstillError(f"model '{model}': {name} must be {wanted}, got {_shown(values)}; e.g. {name}: {example}")
     return list(values)
 
 
 def check_dropout(model: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise PotstillError(
-            f"model '{model}': {name} is a drop probability and must be in [0, 1), got {value!r}; "
+            f"model '{model}': {name} is a drop probability and must be in [0, 1), got {_shown(value)}; "
             f"use {name}: 0.0 to turn dropout off"
         )
     return float(value)
@@ -176,7 +187,7 @@ def check_depth(model: str, depth: Any, offset: int, examples: str) -> int:
         if _is_int(depth):
             lower = max(lower, (depth - offset) // 6 * 6 + offset)
         raise PotstillError(
-            f"model '{model}': depth must be 6n + {offset} with n >= 1 ({examples}, ...), got {depth!r}; "
+            f"model '{model}': depth must be 6n + {offset} with n >= 1 ({examples}, ...), got {_shown(depth)}; "
             f"try depth: {lower} or {lower + 6}"
         )
     return depth
