@@ -18,6 +18,7 @@ import contextlib
 import math
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,6 +301,8 @@ def distill(
     models.append(("student", student))
     runner, summary = checked_run(settings, models, train_data, test_data, run_dir, quiet,
                                   lambda runner: runner.run_distill(teacher=teacher, student=student))
+    for warning in summary.get("warnings", []):  # a notebook shows these even with quiet=True
+        warnings.warn(warning, UserWarning, stacklevel=2)
     final = runner.models.get("refine", runner.models[summary["final_role"]])
     return DistillResult(final, runner.models.get("baseline"), teacher, summary,
                          Path(run_dir) if run_dir is not None else None)

@@ -30,10 +30,11 @@ from potstill.engine.task import Supervised, WeightedTerm
 from potstill.engine.weights import load_weights, recorded_preprocessing, teacher_weights_file
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms, connect_terms
-from potstill.models import MODELS, create_model
+from potstill.models import MODELS, check_model_size, create_model
 from potstill.preprocess import Preprocessing, attach, preprocessing_of
 from potstill.recipe import ModelSpec, Recipe, TeacherSpec, TrainSpec
-from potstill.report import measure_latency, model_row, render_table, summarize
+from potstill.report import measure_latency, model_row, summarize
+from potstill.report.summary import training_notes
 from potstill.runner_cache import CacheSteps
 from potstill.schedules import WeightSchedule
 from potstill.schemes import OfflineDistillation, Preparation, create_scheme, needs_teacher
@@ -114,10 +115,15 @@ def resolve_preprocessing(value: Any, bench: Workbench, role: str) -> Preprocess
     return given
 
 
-def check_teacher_checkpoints(recipe: Recipe, bench: Workbench) -> None:
-    """Load every teacher checkpoint the recipe names into its architecture, so that a wrong or
-    broken file is found before the run folder is created (a retry can then reuse the folder)."""
+def check_before_writing(recipe: Recipe, bench: Workbench) -> None:
+    """What can only be checked with the data's shapes, before the run folder is created (so a
+    retry can reuse the folder): every model fits in memory (measured on the meta device), and
+    every teacher checkpoint loads into its architecture with finite values."""
     named = [("teacher", recipe.teacher)] + [(f"scheme.teachers[{i}]", spec) for i, spec in enumerate(recipe.scheme.teachers)]
+    models = [spec.model for _, spec in named if spec is not None] + [recipe.student] * (recipe.student is not None)
+    for spec in models + list(recipe.scheme.peers) + list(recipe.scheme.assistants):
+        check_model_size(spec.name, {"input_shape": bench.splits.input_shape, "num_classes": bench.splits.num_classes,
+                                     **spec.args})
     for key, spec in named:
         if spec is not None and spec.checkpoint is not None:
             model = build_model(spec.model, bench, key, recipe.seed)
@@ -353,6 +359,7 @@ class Runner(CacheSteps):
             rows.append(row)
         summary = summarize(rows, self.bench.splits.describe(), final)
         summary["scheme"], summary["final_role"] = self.recipe.scheme.name, final
+        summary.update(training_notes(self.run.records()))  # terms of each stage at its last epoch, warnings
         if annotate is not None:
             annotate(summary)
         self.run.write_json("summary.json", summary)
@@ -367,13 +374,14 @@ class Runner(CacheSteps):
         return self.run.stage(role) / "model.safetensors"
 
     def weights_record(self, path: Path, model: nn.Module) -> str | None:
-        """The file `potstill eval` rebuilds a row from (relative to the run folder when inside it);
+        """The file `potstill eval` rebuilds a row from (relative to the run folder when inside it,
+        else absolute: a checkpoint named relative to where the run started is found from anywhere);
         None when the file does not hold exactly this model (combined teachers, exits with their heads)."""
         if not path.is_file():
             return None
         if tensor_names(path) != set(model.state_dict()):
             return None
-        return str(path.relative_to(self.run.path)) if path.is_relative_to(self.run.path) else str(path)
+        return str(path.relative_to(self.run.path)) if path.is_relative_to(self.run.path) else str(path.absolute())
 
     def teacher_file(self, spec: TeacherSpec, stage: str) -> Path:
         """Where a teacher's weights are: its checkpoint, or the stage that trained it."""
@@ -393,8 +401,3 @@ class Runner(CacheSteps):
         for record in self.run.records():
             times[record["stage"]] = times.get(record["stage"], 0.0) + record.get("time_s", 0.0)
         return times
-
-
-def print_summary(summary: dict[str, Any], reporter: Reporter) -> None:
-    if not reporter.quiet:
-        render_table(summary)

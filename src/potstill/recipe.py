@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
-
 REQUIRED = object()  # marks a key a recipe must set
 
 # Upper bounds: generous, yet far from where a number overflows or allocates absurdly (every

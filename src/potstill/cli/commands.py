@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-import yaml
 from rich.markup import escape
 from rich.table import Table
 from torch import nn
@@ -27,7 +26,7 @@ from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES
 from potstill.knowledge.wiring import build_terms, check_explicit_pairs
 from potstill.models import MODELS, create_model
-from potstill.pipeline import Runner, check_teacher_checkpoints, open_workbench, preflight
+from potstill.pipeline import Runner, check_before_writing, open_workbench, preflight
 from potstill.recipe import ModelSpec, Recipe
 from potstill.report import measure_latency, model_row, print_result, result_console, summarize
 from potstill.schemes import SCHEMES, create_scheme
@@ -71,11 +70,11 @@ def start(args: argparse.Namespace) -> tuple[Runner | None, Reporter]:
             return None, reporter
     preflight(recipe, args.command)  # bad names and arguments fail before anything is written
     bench = open_workbench(recipe)  # so do missing or damaged data files
-    check_teacher_checkpoints(recipe, bench)  # and teacher files of the wrong architecture or with NaN
+    check_before_writing(recipe, bench)  # so do models too large and teacher files that do not load
     run.create(resume=resume)
     args.run_path = run.path  # for the message if the run is interrupted
     if not resume:
-        text = yaml.safe_dump(config.to_dict(recipe), sort_keys=False)
+        text = config.dump_yaml(config.to_dict(recipe))
         guarded(lambda: atomic_write(run.path / "recipe.yaml", text), run.path / "recipe.yaml")
     reporter.message(f"run folder: {run.path}")
     return Runner(recipe, run, reporter, resume=resume, bench=bench), reporter
@@ -201,7 +200,7 @@ def list_taps(args: argparse.Namespace) -> int:
     what automatic pairing picks (stage ends and the embedding)."""
     if not args.model:
         raise PotstillError(f"give a model: potstill list taps MODEL (registered: {', '.join(MODELS.names())})")
-    model_args = yaml.safe_load(args.model_args)
+    model_args = config.parse_yaml(args.model_args)
     if not isinstance(model_args, dict):
         raise PotstillError(f"--args must be a YAML mapping such as '{{channels: [16, 32]}}', got {args.model_args!r}")
     MODELS.check_kwargs(args.model, model_args, where="--args")

@@ -27,8 +27,9 @@ Model and loss arguments (`*.args`, `distill.loss_args`) are checked against the
 signature: `potstill list models` / `potstill list losses` show what exists. The resolved recipe
 is saved as `recipe.yaml` in the run folder.
 
-Note on numbers: PyYAML reads `2e-3` as a string; potstill accepts such strings for number keys,
-but `2.0e-3` is the portable spelling.
+Note on YAML: recipes are read as YAML 1.2-style data: `2e-3` is a number, only `true`/`false`
+are booleans (`yes`, `no`, `on`, `off` stay text), a key written twice is an error naming both
+lines, and every number must be finite. Recipes are at most 256 KiB.
 """
 
 

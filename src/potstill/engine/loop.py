@@ -18,6 +18,7 @@ from torch import nn
 
 from potstill.data import BatchLoader
 from potstill.engine.checkpoint import guarded, load_training_state, save_tensors, save_training_state
+from potstill.engine.guard import dominance_warning, term_names
 from potstill.engine.optim import build_optimizer, build_scheduler
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
@@ -68,6 +69,8 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
         epochs_done = load_training_state(checkpoint, module, optimizer, scheduler)["epochs_done"]
         reporter.message(f"{stage.name}: resuming after epoch {epochs_done} from {checkpoint}")
     run.forget_after(stage.name, epochs_done)
+    # one warning per stage: a resumed stage that warned before its checkpoint stays quiet
+    warned = any("warnings" in record for record in run.records() if record.get("stage") == stage.name)
 
     reporter.stage_start(stage.name, stage.spec.epochs * len(stage.loader), epochs_done * len(stage.loader))
     try:
@@ -77,10 +80,15 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
             for name, model in stage.task.reported_models().items():
                 record.update({f"{name}_{key}": value for key, value in stage.evaluate(model).items()})
             check_finite_weights(stage.name, epoch, module, checkpoint)
+            warning = None if warned else dominance_warning(stage.name, record)
+            if warning is not None:
+                record["warnings"], warned = [warning], True
             run.log(record)
             header = {"stage": stage.name, "epochs_done": epoch + 1, **stage.stamp}
             guarded(lambda header=header: save_training_state(checkpoint, module, optimizer, scheduler, header), checkpoint)
             reporter.epoch_end(describe(record, stage.spec.epochs))
+            if warning is not None:
+                reporter.message(f"warning: {warning}")
             for callback in stage.callbacks:
                 callback(stage.name, epoch + 1, record)
     finally:
@@ -177,16 +185,39 @@ def kept_words(epoch: int, checkpoint) -> str:
     return "no checkpoint had been written yet"
 
 
+LINE_WIDTH = 80  # an epoch line fits an 80-column terminal or log viewer; terms that do not go below it
+
+
 def train_words(record: dict) -> str:
-    return "" if record["train_acc"] is None else f"train {100 * record['train_acc']:.2f}% "
+    return "" if record["train_acc"] is None else f"train {100 * record['train_acc']:.1f}% "
+
+
+def term_words(record: dict) -> list[str]:
+    """Each term's epoch mean, weighted, to 3 significant digits; a term whose weight is 0 at the
+    epoch's end (before warm-up, after stop_epoch) as `kd off`. Empty for a one-term objective."""
+    terms, weights, names = record["terms"], record.get("weights") or {}, term_names(record)
+    if len(names) < 2:
+        return []
+    on = [name for name in names if name in terms and (terms[name] != 0 or weights.get(name, 1.0) != 0)]
+    return [f"{name} {terms[name]:.3g}" if name in on else f"{name} off" for name in names]
 
 
 def describe(record: dict, epochs: int) -> str:
-    """One short line per epoch, e.g. `student  3/20 loss 0.41 train 91.2% test 90.8% lr 1.9e-03 1.2s`."""
+    """The epoch's summary, e.g. `student  3/20 loss 0.412 (ce 0.213, kd 0.2) train 91.2% test 90.8% lr 0.0019 1.2s`:
+    numbers to 3 significant digits. Terms that would take it past LINE_WIDTH go on indented lines below."""
     held_out = " ".join(
-        f"{k.removesuffix('_acc')} {100 * v:.2f}%" for k, v in record.items() if k.endswith("_acc") and k != "train_acc"
+        f"{k.removesuffix('_acc')} {100 * v:.1f}%" for k, v in record.items() if k.endswith("_acc") and k != "train_acc"
     )
-    return (
-        f"{record['stage']:<8} {record['epoch']:>3}/{epochs} loss {record['loss']:.4f} "
-        f"{train_words(record)}{held_out} lr {record['lr']:.1e} {record['time_s']:.1f}s"
-    )
+    head = f"{record['stage']:<7} {record['epoch']:>{len(str(epochs))}}/{epochs} loss {record['loss']:.3g}"
+    tail = f"{train_words(record)}{held_out} lr {record['lr']:.2g} {record['time_s']:.1f}s"
+    words = term_words(record)
+    line = f"{head} ({', '.join(words)}) {tail}" if words else f"{head} {tail}"
+    if len(line) <= LINE_WIDTH:
+        return line
+    lines, current = [f"{head} {tail}"], "   "
+    for word in words:
+        if current.strip() and len(current) + len(word) + 3 > LINE_WIDTH:  # room for ", word,"
+            lines.append(current + ",")
+            current = "   "
+        current += f", {word}" if current.strip() else f" {word}"
+    return "\n".join([*lines, current])

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from potstill.engine.guard import term_names
 from potstill.engine.metrics import (
     accuracy,
     agreement,
@@ -72,3 +73,14 @@ def summarize(rows: list[dict[str, Any]], data: dict[str, Any], final: str = "st
     summary["latency_warning"] = latency_warning(rows)  # None: the timings were steady
     return summary
 
+
+def training_notes(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """From the run's epoch records (metrics.jsonl): `terms`, each multi-term stage's loss terms at
+    its last epoch (mean weighted values), and `warnings`, those the stages logged (engine/guard.py)."""
+    last: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if "terms" in record:
+            last[record["stage"]] = record  # records are in order: the last one of a stage wins
+    terms = {stage: record["terms"] for stage, record in last.items() if len(term_names(record)) > 1}
+    warnings = [warning for record in records for warning in record.get("warnings", [])]
+    return {"terms": terms, "warnings": warnings}

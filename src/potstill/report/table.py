@@ -144,17 +144,29 @@ def render_table(summary: dict[str, Any], console: Console | None = None) -> Non
                if repeats else "CPU milliseconds of one forward pass of N images")  # summaries from before the spread
     console.print(f"agree: same top-1 class as the teacher; ECE: expected calibration error; ms b=N: {latency}",
                   highlight=False, markup=False)
+    if summary.get("terms"):
+        console.print(terms_line(summary), highlight=False, markup=False)
     for line in result_lines(summary):
         console.print(line, highlight=False, markup=False)
 
 
+def terms_line(summary: dict[str, Any]) -> str:
+    """Which loss terms each multi-term stage trained with, e.g.
+    `terms (last epoch, weighted): student ce 0.21, kd 0.2, fitnet 31.5`."""
+    stages = "; ".join(f"{stage} " + ", ".join(f"{name} {value:.3g}" for name, value in terms.items())
+                       for stage, terms in summary["terms"].items())
+    return f"terms (last epoch, weighted): {stages}"
+
+
 def result_lines(summary: dict[str, Any]) -> list[str]:
-    """The verdict (when a baseline was trained) and the latency warning (when timings were unsteady)."""
+    """The verdict (when a baseline was trained), the training warnings (a term that drowned the
+    others) and the latency warning (when timings were unsteady)."""
     lines = []
     if "distillation_gain_points" in summary:
         gain = summary["distillation_gain_points"]
         verdict = "helped" if gain > 0 else "did not help"
         lines.append(f"distillation {verdict}: {gain:+.2f} points of top-1 over the student trained alone")
+    lines += [f"warning: {warning}" for warning in summary.get("warnings", [])]
     if summary.get("latency_warning"):
         lines.append(f"warning: {summary['latency_warning']}")
     return lines
