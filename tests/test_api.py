@@ -33,6 +33,8 @@ def test_distill_trains_a_student_from_plain_tensors(tmp_path):
     accuracy = {row["role"]: row["test_acc"] for row in result.summary["models"]}
     assert accuracy["teacher"] > 0.9 and accuracy["student"] > 0.8
     assert (tmp_path / "d" / "student" / "model.safetensors").is_file()
+    shown = repr(result)  # what a notebook shows: the comparison table with every model's top-1
+    assert "did distillation pay off?" in shown and f"{100 * accuracy['student']:.2f}%" in shown
 
 
 def test_class_count_mismatch_between_teacher_and_student():

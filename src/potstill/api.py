@@ -15,8 +15,10 @@ take the data or does not return (B, K) logits.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from typing import Any, Union
 
 import numpy as np
 import torch
+from rich.console import Console
 from torch import nn
 
 from potstill.api_recipe import preprocessing_settings, recipe_from_settings
@@ -39,6 +42,7 @@ from potstill.errors import PotstillError
 from potstill.pipeline import Runner, resolve_preprocessing
 from potstill.preprocess import Preprocessing, attach, attached, detach
 from potstill.recipe import Recipe
+from potstill.report import render_table
 from potstill.workbench import Workbench, dry_run, resolve_device
 
 Data = Union[ArrayData, tuple[torch.Tensor, torch.Tensor], tuple[np.ndarray, np.ndarray]]
@@ -54,6 +58,24 @@ class DistillResult:
     teacher: nn.Module | None
     summary: dict[str, Any]
     run_dir: Path | None
+
+    def table(self, width: int = 100) -> str:
+        """The comparison table as text, as `potstill distill` prints it."""
+        return summary_text(self.summary, width)
+
+    def __repr__(self) -> str:  # what a notebook or the REPL shows for `result`
+        return self.table()
+
+
+def summary_text(summary: dict[str, Any], width: int = 100) -> str:
+    console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
+    render_table(summary, console)
+    return console.file.getvalue()
+
+
+def interactive() -> bool:
+    """True in a terminal or a notebook: progress is shown there unless quiet=True."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
 
 
 @dataclass
@@ -223,7 +245,7 @@ def run_folder(run_dir: str | Path | None) -> Iterator[Path]:
 
 
 def checked_run(settings: dict[str, Any], models: list[tuple[str, nn.Module]], train_data: Data, test_data: Data,
-                run_dir: str | Path | None, quiet: bool, body: Callable[[Runner], dict[str, Any]],
+                run_dir: str | Path | None, quiet: bool | None, body: Callable[[Runner], dict[str, Any]],
                 caller: str = "distill()") -> tuple[Runner, dict[str, Any]]:
     """Check everything before a folder is made, then run body(runner) in the run folder. Without
     run_dir the folder is temporary, so the summary it returns names no weights files. A teacher
@@ -242,7 +264,7 @@ def checked_run(settings: dict[str, Any], models: list[tuple[str, nn.Module]], t
         try:
             for role, model in models:
                 attach(model, chosen[role])
-            runner = Runner(recipe, run, Reporter(quiet=quiet), bench=bench)
+            runner = Runner(recipe, run, Reporter(quiet=not interactive() if quiet is None else quiet), bench=bench)
             summary = body(runner)
         finally:
             run.close()  # the folder's lock: another process may --resume or read it now
@@ -262,7 +284,7 @@ def distill(
     test_data: Data,
     *,
     run_dir: str | Path | None = None,
-    quiet: bool = True,
+    quiet: bool | None = None,
     **settings: Any,
 ) -> DistillResult:
     """Distil `teacher` into `student`; also train the student alone (baseline=False to skip).
@@ -309,7 +331,7 @@ def distill(
 
 
 def train(model: nn.Module, train_data: Data, test_data: Data, *, run_dir: str | Path | None = None,
-          quiet: bool = True, **settings: Any) -> tuple[nn.Module, dict[str, Any]]:
+          quiet: bool | None = None, **settings: Any) -> tuple[nn.Module, dict[str, Any]]:
     """Train one model on hard labels (phase 1, e.g. a teacher); returns (model, summary).
 
     Data and run_dir as in distill(): without run_dir the run folder is temporary and deleted on
