@@ -34,8 +34,9 @@ from potstill import config
 from potstill.cache import TeacherCache, build, make_job
 from potstill.cli.main import main as potstill_main
 from potstill.engine.checkpoint import save_tensors
-from potstill.engine.weights import load_weights
+from potstill.engine.weights import load_weights, recorded_preprocessing
 from potstill.pipeline import build_model, open_workbench
+from potstill.preprocess import attach, preprocessing_of
 from potstill.recipe import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,8 @@ def cached_epoch_seconds(args: argparse.Namespace, teacher_file: Path, cache: Pa
     run = args.out / "one_cached_epoch"
     argv = ["distill", str(args.recipe), "--run-dir", str(run), "--quiet", "--set", "train.epochs=1",
             "--set", "distill.baseline=false", "--set", f"teacher.checkpoint={teacher_file}",
-            "--set", "distill.cache.views=1", "--set", f"distill.cache.path={cache}"]
+            "--set", "distill.cache.views=1", "--set", f"distill.cache.path={cache}",
+            "--set", "distill.teacher_check=off"]  # only the time counts; a fresh teacher would (rightly) be refused
     if potstill_main(argv) != 0:
         raise SystemExit("the cached epoch failed")
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
@@ -84,11 +86,12 @@ def main() -> None:
 
     recipe = config.load(args.recipe, Recipe, ["teacher.checkpoint=null"])
     bench = open_workbench(recipe)
-    teacher = build_model(recipe.teacher.model, bench, "teacher", recipe.seed)
+    teacher = build_model(recipe.teacher.model, bench, "teacher", recipe.seed)  # preprocessing: dataset
     if args.teacher:
         load_weights(teacher, args.teacher, "teacher", bench.device)
-    teacher_file = args.out / "teacher.safetensors"
-    save_tensors(teacher_file, teacher.state_dict(), {})
+        attach(teacher, recorded_preprocessing(args.teacher) or preprocessing_of(teacher))
+    teacher_file = args.out / "teacher.safetensors"  # records its preprocessing, so distill feeds it the same way
+    save_tensors(teacher_file, teacher.state_dict(), {"preprocessing": preprocessing_of(teacher).header()})
     print(f"torch threads {torch.get_num_threads()}; teacher {'from ' + str(args.teacher) if args.teacher else 'freshly initialised'}; "
           f"{len(bench.splits.train)} training images; SHA-256 {sha256_throughput():.2f} GB/s", flush=True)
 

@@ -152,7 +152,7 @@ def load_training_state(path: Path, module: nn.Module, optimizer: torch.optim.Op
     if "optimizer" not in header or "scheduler" not in header:
         raise PotstillError(f"{path} is not a potstill training checkpoint; start a new run instead of resuming")
     split = _split_by_prefix(tensors)
-    load_into(module, split.get("model", {}), str(path), "run's")
+    load_into(module, split.get("model", {}), str(path), "run")
     optimizer_tensors = {f"optimizer.{k}": v for k, v in split.get("optimizer", {}).items()}
     optimizer.load_state_dict(_unflatten_optimizer(optimizer_tensors, header["optimizer"]))
     scheduler.load_state_dict(header["scheduler"])
