@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Pre-train a CNN teacher on scikit-learn's embedded digits, distil it into an MLP with 8x fewer
-# parameters, train the same MLP alone, print the comparison (about a minute on 2 cores).
+# parameters, train the same MLP alone, print the comparison (a few minutes on 2 cores, install included).
 # Fashion-MNIST is the benchmark (make bench): its teacher alone needs ~6 min, over the demo budget.
 demo: install
 	$(BIN)/potstill distill recipes/digits/demo.yaml --run-dir runs/demo-$$(date +%Y%m%d-%H%M%S)

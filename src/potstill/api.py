@@ -326,6 +326,9 @@ def distill(
     for warning in summary.get("warnings", []):  # a notebook shows these even with quiet=True
         warnings.warn(warning, UserWarning, stacklevel=2)
     final = runner.models.get("refine", runner.models[summary["final_role"]])
+    for model in (final, runner.models.get("baseline")):
+        if model is not None:
+            model.eval()  # given back ready to predict: dropout off, BatchNorm on its running statistics
     return DistillResult(final, runner.models.get("baseline"), teacher, summary,
                          Path(run_dir) if run_dir is not None else None)
 
@@ -346,4 +349,4 @@ def train(model: nn.Module, train_data: Data, test_data: Data, *, run_dir: str |
         return runner.finish([("teacher", trained)])
 
     runner, summary = checked_run(settings, [("model", model)], train_data, test_data, run_dir, quiet, body, "train()")
-    return runner.models["teacher"], summary
+    return runner.models["teacher"].eval(), summary  # ready to predict, as distill() gives its students

@@ -21,7 +21,10 @@ below with its type, default and meaning; this page is generated from `src/potst
 nearest valid key, a wrong type names the expected type and the value, and all problems are
 reported at once. `--set section.key=value` overrides a key with the same checks, e.g.
 
-    potstill distill recipes/fmnist/kd_cnn_to_mlp.yaml --set distill.temperature=2 --set distill.alpha=0.5
+<!-- docs-test: budget --set teacher.train.epochs=3 --set train.epochs=3 -->
+```bash
+potstill distill recipes/digits/demo.yaml --set distill.temperature=2 --set distill.alpha=0.5
+```
 
 Model and loss arguments (`*.args`, `distill.loss_args`) are checked against the constructor's
 signature: `potstill list models` / `potstill list losses` show what exists. The resolved recipe
