@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from potstill import __version__
-from potstill.cli.commands import cmd_cache, cmd_convert, cmd_distill, cmd_eval, cmd_list, cmd_train
+from potstill.cli.commands import cmd_cache, cmd_distill, cmd_eval, cmd_list, cmd_train
+from potstill.cli.convert import cmd_convert
 from potstill.errors import PotstillError
 
 JSON_HELP = "print {file} to stdout, and nothing else there (the table and messages go to stderr), for scripts"
