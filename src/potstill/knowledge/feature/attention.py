@@ -42,8 +42,9 @@ def attention_map(features: torch.Tensor, p: float) -> torch.Tensor:
 
 @LOSSES.register("at")
 class AttentionTransfer(DistillationLoss):
-    """Match L2-normalised spatial attention maps sum_c |A_c|^p (Zagoruyko & Komodakis ICLR 2017);
-    maps of different H x W are matched by pooling the larger one's features (`resize="features"`,
+    """Match L2-normalised spatial attention maps sum_c |A_c|^p (Zagoruyko & Komodakis ICLR 2017).
+
+    Maps of different H x W are matched by pooling the larger one's features (`resize="features"`,
     RepDistiller's convention) or its attention map (`resize="attention"`)."""
 
     kind = "feature"
