@@ -35,9 +35,9 @@ from potstill.cache import TeacherCache, build, make_job
 from potstill.cli.main import main as potstill_main
 from potstill.engine.checkpoint import save_tensors
 from potstill.engine.weights import load_weights, recorded_preprocessing
-from potstill.pipeline import build_model, open_workbench
 from potstill.preprocess import attach, preprocessing_of
 from potstill.recipe import Recipe
+from potstill.startup import build_model, open_workbench
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "fmnist" / "kd_cnn_to_mlp_cached.yaml"

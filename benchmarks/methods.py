@@ -24,8 +24,9 @@ from potstill import config
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.knowledge import LOSSES
-from potstill.pipeline import Runner, open_workbench
+from potstill.pipeline import Runner
 from potstill.recipe import Recipe
+from potstill.startup import open_workbench
 
 ROOT = Path(__file__).resolve().parents[1]
 

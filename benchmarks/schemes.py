@@ -33,8 +33,9 @@ import yaml
 from potstill import config
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
-from potstill.pipeline import Runner, open_workbench
+from potstill.pipeline import Runner
 from potstill.recipe import Recipe
+from potstill.startup import open_workbench
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {

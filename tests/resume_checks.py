@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from potstill.engine.checkpoint import load_tensors
@@ -49,3 +50,29 @@ def assert_same_log(whole: Path, cut: Path) -> None:
 def optimizer_tensors(path: Path) -> dict[str, torch.Tensor]:
     tensors, _ = load_tensors(path)
     return {name: value for name, value in tensors.items() if name.startswith("optimizer.")}
+
+
+def interrupt_and_resume(cut: Path, recipe: dict, monkeypatch, task_type: type, stage: str, where: str) -> None:
+    """Run `recipe` in `cut` with a KeyboardInterrupt in `stage` (`after_epoch_1`: at the end of its
+    first epoch, after the checkpoint; `inside_epoch_2`: in the middle of its second epoch, after the
+    in-memory state has moved past the checkpoint), then resume it."""
+    from tests.engine.test_resume import run_recipe
+
+    callbacks = []
+    original = task_type.step
+    if where == "after_epoch_1":
+        def interrupt(name, epochs_done, record):
+            if name == stage and epochs_done == 1:
+                raise KeyboardInterrupt
+        callbacks.append(interrupt)
+    else:
+        def step_then_stop(self, batch, progress):
+            if progress >= 1.5:
+                raise KeyboardInterrupt
+            return original(self, batch, progress)
+        monkeypatch.setattr(task_type, "step", step_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(cut, recipe, callbacks=callbacks)
+    monkeypatch.setattr(task_type, "step", original)
+    assert not (cut / stage / "model.safetensors").exists()  # stopped inside the stage
+    run_recipe(cut, recipe, resume=True)

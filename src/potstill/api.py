@@ -39,10 +39,11 @@ from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.engine.task import Supervised
 from potstill.errors import PotstillError
-from potstill.pipeline import Runner, resolve_preprocessing
+from potstill.pipeline import Runner
 from potstill.preprocess import Preprocessing, attach, attached, detach
 from potstill.recipe import Recipe
 from potstill.report import render_table
+from potstill.startup import resolve_preprocessing
 from potstill.workbench import Workbench, dry_run, resolve_device
 
 Data = Union[ArrayData, tuple[torch.Tensor, torch.Tensor], tuple[np.ndarray, np.ndarray]]

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from potstill import __version__
-from potstill.data import DATASETS, load_dataset
 from potstill.engine.checkpoint import load_into, load_tensors, tensor_names
 from potstill.engine.loop import Callback, Stage, fit
 from potstill.engine.progress import Reporter
@@ -30,104 +29,16 @@ from potstill.engine.task import Supervised, WeightedTerm
 from potstill.engine.weights import load_weights, recorded_preprocessing, teacher_weights_file
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms, connect_terms
-from potstill.models import MODELS, check_model_size, create_model
 from potstill.preprocess import Preprocessing, attach, preprocessing_of
 from potstill.recipe import ModelSpec, Recipe, TeacherSpec, TrainSpec
 from potstill.report import measure_latency, model_row, summarize
 from potstill.report.summary import training_notes
 from potstill.runner_cache import CacheSteps
 from potstill.schedules import WeightSchedule
-from potstill.schemes import OfflineDistillation, Preparation, create_scheme, needs_teacher
+from potstill.schemes import OfflineDistillation, Preparation, create_scheme
+from potstill.startup import build_model, open_workbench
 from potstill.teacher_check import check_teacher
-from potstill.workbench import Workbench, resolve_device
-
-
-def open_workbench(recipe: Recipe) -> Workbench:
-    spec = recipe.data
-    splits = load_dataset(
-        spec.name, root=spec.root, val_fraction=spec.val_fraction, test_fraction=spec.test_fraction,
-        train_size=spec.train_size, seed=spec.split_seed, args=spec.args, test_size=spec.test_size,
-    )
-    return Workbench(splits, spec, resolve_device(recipe.device))
-
-
-def check_model_spec(spec: ModelSpec, role: str) -> None:
-    MODELS.get(spec.name)  # unknown name -> error with the nearest registered one
-    for reserved in ("input_shape", "num_classes"):
-        if reserved in spec.args:
-            raise PotstillError(f"{role}.args.{reserved} is set from the dataset; remove it from the recipe")
-    MODELS.check_kwargs(spec.name, spec.args, where=f"{role}.args", reserved=("input_shape", "num_classes"))
-
-
-def preflight(recipe: Recipe, command: str) -> None:
-    """Check every name and argument the recipe uses before any data is read or model trained."""
-    DATASETS.get(recipe.data.name)
-    DATASETS.check_kwargs(recipe.data.name, recipe.data.args, where="data.args")
-    if command == "train" and recipe.teacher is None and recipe.scheme.teachers:
-        raise PotstillError(
-            "the recipe's teachers are in scheme.teachers: `potstill distill RECIPE` trains those without a checkpoint "
-            "(stages teacher1, teacher2, ...); `potstill train` trains the single teacher section"
-        )
-    if command == "train" and recipe.teacher is None:
-        raise PotstillError("the recipe has no teacher section; add teacher.model (and teacher.checkpoint or teacher.train)")
-    if recipe.teacher is not None:
-        check_model_spec(recipe.teacher.model, "teacher")
-        if recipe.teacher.checkpoint is not None and command == "distill":
-            teacher_weights_file(recipe.teacher.checkpoint)
-    if command != "distill":
-        return
-    terms = build_terms(recipe.distill, recipe.train.epochs)
-    if recipe.distill.cache.enabled is True and not needs_teacher(terms):
-        raise PotstillError("distill.cache: no loss term of this recipe uses a teacher, so there is nothing to cache; set distill.cache.enabled: false")
-    create_scheme(recipe.scheme.name, recipe.scheme.args).check(recipe, terms)
-    if recipe.student is None:
-        raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
-    check_model_spec(recipe.student, "student")
-    spec = recipe.scheme
-    for key, models in (("peers", spec.peers), ("assistants", spec.assistants)):
-        for index, model in enumerate(models):
-            check_model_spec(model, f"scheme.{key}[{index}]")
-    for index, teacher in enumerate(spec.teachers):
-        check_model_spec(teacher.model, f"scheme.teachers[{index}]")
-        if teacher.checkpoint is not None:
-            teacher_weights_file(teacher.checkpoint, f"scheme.teachers[{index}].checkpoint")
-
-
-def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.Module:
-    """A fresh model with its preprocessing attached: the recipe's, or for `auto` the training
-    split's statistics (a model potstill trains; a checkpoint's own record replaces it on loading)."""
-    check_model_spec(spec, role)
-    torch.manual_seed(seed)  # baseline and distilled student start from the same weights
-    model = create_model(spec.name, input_shape=bench.splits.input_shape, num_classes=bench.splits.num_classes, **spec.args)
-    model = attach(model.to(bench.device), resolve_preprocessing(spec.preprocess, bench, role))
-    bench.check_model(model, role)
-    return model
-
-
-def resolve_preprocessing(value: Any, bench: Workbench, role: str) -> Preprocessing:
-    """A recipe's `preprocess` value as numbers: none, dataset (and auto), or a given mean/std."""
-    if value == "none":
-        return Preprocessing(source="recipe")
-    if value in ("dataset", "auto"):
-        return Preprocessing(tuple(bench.splits.mean), tuple(bench.splits.std), "dataset")
-    given = Preprocessing(tuple(value.mean), tuple(value.std), "given")
-    given.check_channels(bench.splits.input_shape[0], role)
-    return given
-
-
-def check_before_writing(recipe: Recipe, bench: Workbench) -> None:
-    """What can only be checked with the data's shapes, before the run folder is created (so a
-    retry can reuse the folder): every model fits in memory (measured on the meta device), and
-    every teacher checkpoint loads into its architecture with finite values."""
-    named = [("teacher", recipe.teacher)] + [(f"scheme.teachers[{i}]", spec) for i, spec in enumerate(recipe.scheme.teachers)]
-    models = [spec.model for _, spec in named if spec is not None] + [recipe.student] * (recipe.student is not None)
-    for spec in models + list(recipe.scheme.peers) + list(recipe.scheme.assistants):
-        check_model_size(spec.name, {"input_shape": bench.splits.input_shape, "num_classes": bench.splits.num_classes,
-                                     **spec.args})
-    for key, spec in named:
-        if spec is not None and spec.checkpoint is not None:
-            model = build_model(spec.model, bench, key, recipe.seed)
-            load_weights(model, teacher_weights_file(spec.checkpoint, f"{key}.checkpoint"), key, bench.device)
+from potstill.workbench import Workbench
 
 
 class Runner(CacheSteps):

@@ -8,8 +8,8 @@ import torch
 
 from potstill import config
 from potstill.cache import make_job
-from potstill.pipeline import build_model, open_workbench
 from potstill.recipe import Recipe
+from potstill.startup import build_model, open_workbench
 from tests.conftest import tiny_recipe
 
 

@@ -218,7 +218,7 @@ def test_demo_recipe_runs_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize("loss,temperature,expected", [("kd", None, 4.0), ("dist", None, 1.0), ("kd_standardized", 3.0, 3.0)])
 def test_temperature_defaults_to_the_losses_own(tmp_path, capsys, loss, temperature, expected):
     from potstill import config
-    from potstill.pipeline import build_terms
+    from potstill.knowledge.wiring import build_terms
     from potstill.recipe import Recipe
 
     recipe = tiny_recipe()

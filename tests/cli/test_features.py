@@ -7,8 +7,8 @@ import torch
 from potstill import config
 from potstill.engine.checkpoint import load_tensors
 from potstill.engine.run import RunDir
-from potstill.pipeline import build_model, open_workbench
 from potstill.recipe import Recipe
+from potstill.startup import build_model, open_workbench
 from tests.cli.test_cli import assert_user_error, run_cli
 from tests.conftest import tiny_recipe, write_recipe
 from tests.engine.test_resume import Stop, run_recipe, same, weights

@@ -10,8 +10,8 @@ from potstill import config
 from potstill.engine.run import RunDir
 from potstill.engine.speed import Stopwatch
 from potstill.errors import PotstillError
-from potstill.pipeline import build_model, open_workbench
 from potstill.recipe import Recipe
+from potstill.startup import build_model, open_workbench
 from tests.conftest import tiny_recipe
 from tests.engine.test_resume import run_recipe, weights
 

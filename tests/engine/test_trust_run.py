@@ -19,8 +19,9 @@ from potstill.engine.checkpoint import load_tensors, save_tensors
 from potstill.engine.loop import NonFiniteLoss, check_finite_weights
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
-from potstill.pipeline import Runner, build_model, open_workbench
+from potstill.pipeline import Runner
 from potstill.recipe import Recipe
+from potstill.startup import build_model, open_workbench
 from tests.conftest import tiny_recipe, write_recipe
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}

@@ -10,33 +10,13 @@ from potstill.schemes import OfflineDistillation, Preparation
 from tests.cli.test_features import conv_recipe
 from tests.conftest import tiny_recipe
 from tests.engine.test_resume import run_recipe
-from tests.resume_checks import assert_same_files, assert_same_log, optimizer_tensors
+from tests.resume_checks import assert_same_files, assert_same_log, interrupt_and_resume, optimizer_tensors
 
 
 def interrupted_then_resumed(tmp_path, monkeypatch, recipe, task_type, stage, where):
-    """Run `recipe` whole, then again with a KeyboardInterrupt in `stage` (`after_epoch_1`: at the end
-    of its first epoch, after the checkpoint; `inside_epoch_2`: in the middle of its second epoch,
-    after the in-memory state has moved past the checkpoint), then resume the second run."""
+    """Run `recipe` whole, then interrupted in `stage` and resumed (resume_checks.interrupt_and_resume)."""
     run_recipe(tmp_path / "whole", recipe)
-    callbacks = []
-    if where == "after_epoch_1":
-        def interrupt(name, epochs_done, record):
-            if name == stage and epochs_done == 1:
-                raise KeyboardInterrupt
-        callbacks.append(interrupt)
-    else:
-        original = task_type.step
-
-        def step_then_stop(self, batch, progress):
-            if progress >= 1.5:
-                raise KeyboardInterrupt
-            return original(self, batch, progress)
-        monkeypatch.setattr(task_type, "step", step_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(tmp_path / "cut", recipe, callbacks=callbacks)
-    monkeypatch.undo()
-    assert not (tmp_path / "cut" / stage / "model.safetensors").exists()  # stopped inside the stage
-    run_recipe(tmp_path / "cut", recipe, resume=True)
+    interrupt_and_resume(tmp_path / "cut", recipe, monkeypatch, task_type, stage, where)
     return tmp_path / "whole", tmp_path / "cut"
 
 

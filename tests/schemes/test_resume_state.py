@@ -6,7 +6,7 @@ import pytest
 from potstill.engine.checkpoint import load_tensors
 from potstill.schemes.snapshot import SnapshotDistillation
 from tests.engine.test_resume import run_recipe
-from tests.resume_checks import assert_same_files, assert_same_log, differing
+from tests.resume_checks import assert_same_files, assert_same_log, differing, interrupt_and_resume
 from tests.schemes.helpers import scheme_recipe
 
 EMA = {"source": "ema", "ema_decay": 0.9, "start_epoch": 0}  # the teacher moves visibly and teaches from step 1
@@ -23,7 +23,7 @@ def test_ema_teacher_resumes_bit_for_bit(tmp_path, monkeypatch, where):
     moved past the checkpoint; the resumed run must redo epoch 2 from the checkpoint's teacher."""
     recipe = scheme_recipe("snapshot", train__epochs=3, scheme__args=EMA)
     tasks = []
-    original_init, original_step = SnapshotDistillation.__init__, SnapshotDistillation.step
+    original_init = SnapshotDistillation.__init__
 
     def remember(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
@@ -33,23 +33,7 @@ def test_ema_teacher_resumes_bit_for_bit(tmp_path, monkeypatch, where):
     run_recipe(tmp_path / "whole", recipe)
     whole_teacher = {k: v.clone() for k, v in tasks[-1].teacher.model.state_dict().items()}
 
-    callbacks = []
-    if where == "after_epoch_1":
-        def interrupt(stage, epochs_done, record):
-            if stage == "student" and epochs_done == 1:
-                raise KeyboardInterrupt
-        callbacks.append(interrupt)
-    else:
-        def step_then_stop(self, batch, progress):
-            if progress >= 1.5:
-                raise KeyboardInterrupt
-            return original_step(self, batch, progress)
-        monkeypatch.setattr(SnapshotDistillation, "step", step_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(tmp_path / "cut", recipe, callbacks=callbacks)
-    assert not (tmp_path / "cut" / "student" / "model.safetensors").exists()
-    monkeypatch.setattr(SnapshotDistillation, "step", original_step)
-    run_recipe(tmp_path / "cut", recipe, resume=True)
+    interrupt_and_resume(tmp_path / "cut", recipe, monkeypatch, SnapshotDistillation, "student", where)
 
     assert_same_files(tmp_path / "whole", tmp_path / "cut", "student", files=("model",))
     resumed_teacher = tasks[-1].teacher.model.state_dict()

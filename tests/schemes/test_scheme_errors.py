@@ -5,8 +5,8 @@ import pytest
 from potstill import config
 from potstill.cli.main import main
 from potstill.errors import PotstillError
-from potstill.pipeline import preflight
 from potstill.recipe import Recipe
+from potstill.startup import preflight
 from tests.cli.test_cli import assert_user_error
 from tests.conftest import write_recipe
 from tests.schemes.helpers import PEER, TEACHER, scheme_recipe

@@ -24,10 +24,11 @@ from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES
 from potstill.knowledge.wiring import build_terms, check_explicit_pairs
 from potstill.models import MODELS, create_model
-from potstill.pipeline import Runner, check_before_writing, open_workbench, preflight
+from potstill.pipeline import Runner
 from potstill.recipe import ModelSpec, Recipe
 from potstill.report import measure_latency, model_row, print_result, result_console, summarize
 from potstill.schemes import SCHEMES, create_scheme
+from potstill.startup import check_before_writing, open_workbench, preflight
 from potstill.taps import dry_run, embedding_tap, stage_taps
 
 
