@@ -34,7 +34,7 @@ from potstill import config
 from potstill.cache import TeacherCache, build, make_job
 from potstill.cli.main import main as potstill_main
 from potstill.engine.checkpoint import save_tensors
-from potstill.engine.weights import load_weights, recorded_preprocessing
+from potstill.engine.weights import load_weights
 from potstill.preprocess import attach, preprocessing_of
 from potstill.recipe import Recipe
 from potstill.startup import build_model, open_workbench
@@ -88,8 +88,8 @@ def main() -> None:
     bench = open_workbench(recipe)
     teacher = build_model(recipe.teacher.model, bench, "teacher", recipe.seed)  # preprocessing: dataset
     if args.teacher:
-        load_weights(teacher, args.teacher, "teacher", bench.device)
-        attach(teacher, recorded_preprocessing(args.teacher) or preprocessing_of(teacher))
+        recorded = load_weights(teacher, args.teacher, "teacher", bench.device)
+        attach(teacher, recorded or preprocessing_of(teacher))
     teacher_file = args.out / "teacher.safetensors"  # records its preprocessing, so distill feeds it the same way
     save_tensors(teacher_file, teacher.state_dict(), {"preprocessing": preprocessing_of(teacher).header()})
     print(f"torch threads {torch.get_num_threads()}; teacher {'from ' + str(args.teacher) if args.teacher else 'freshly initialised'}; "

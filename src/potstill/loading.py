@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from potstill.engine.weights import load_weights, recorded_preprocessing
+from potstill.engine.weights import load_weights
 from potstill.errors import PotstillError
 from potstill.models import MODELS, create_model
 from potstill.preprocess import Preprocessing, attach
@@ -35,8 +35,8 @@ def load_model(path: str | Path, *, role: str | None = None, model: nn.Module | 
     weights, row, summary = locate(path, role)
     if model is None:
         model = build_from_row(row, summary, weights)
-    load_weights(model, weights, row.get("role", "model") if row else "model", torch.device(device))
-    attach(model, recorded_preprocessing(weights) or Preprocessing(source="the file records none"))
+    recorded = load_weights(model, weights, row.get("role", "model") if row else "model", torch.device(device))
+    attach(model, recorded or Preprocessing(source="the file records none"))
     return model.to(device).eval()
 
 

@@ -26,7 +26,7 @@ from potstill.engine.run import RunDir
 from potstill.engine.speed import prepare_model
 from potstill.engine.stamp import recipe_stamp
 from potstill.engine.task import Supervised, WeightedTerm
-from potstill.engine.weights import load_weights, recorded_preprocessing, teacher_weights_file
+from potstill.engine.weights import load_weights, teacher_weights_file
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms, connect_terms
 from potstill.preprocess import Preprocessing, attach, preprocessing_of
@@ -107,8 +107,7 @@ class Runner(CacheSteps):
         """Weights from `path`; the preprocessing the file records replaces the one attached at
         building, unless the recipe gave one (`explicit`). A file that records none (a model
         trained elsewhere) gets none: its inputs are never changed silently."""
-        load_weights(model, path, what, self.bench.device)
-        recorded = recorded_preprocessing(path)
+        recorded = load_weights(model, path, what, self.bench.device)
         attached = preprocessing_of(model)
         if explicit:
             if recorded is not None and recorded.header() | {"source": ""} != attached.header() | {"source": ""}:

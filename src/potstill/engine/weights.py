@@ -38,9 +38,11 @@ def teacher_weights_file(path: str, key: str = "teacher.checkpoint") -> Path:
     )
 
 
-def load_weights(model: nn.Module, path: Path, what: str, device: torch.device) -> nn.Module:
-    """Weights from a safetensors file into `model`: names and shapes must match, values must be finite."""
-    tensors, _ = load_tensors(path)
+def load_weights(model: nn.Module, path: Path, what: str, device: torch.device) -> Preprocessing | None:
+    """Weights from a safetensors file into `model`: names and shapes must match, values must be
+    finite. Returns the preprocessing the file records (None when it records none), read from the
+    same open of the file."""
+    tensors, header = load_tensors(path)
     bad = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if bad:
         raise PotstillError(
@@ -48,12 +50,7 @@ def load_weights(model: nn.Module, path: Path, what: str, device: torch.device) 
             "saved from had diverged: use an earlier checkpoint or train it again"
         )
     load_into(model, {k: v.to(device) for k, v in tensors.items()}, str(path), what)
-    return model
-
-
-def recorded_preprocessing(path: Path) -> Preprocessing | None:
-    """The preprocessing a weights file records in its header (potstill writes it), or None."""
-    return Preprocessing.from_header(header_of(path).get("preprocessing"))
+    return Preprocessing.from_header(header.get("preprocessing"))
 
 
 def header_of(path: Path) -> dict:
