@@ -18,7 +18,7 @@ from torch import nn
 
 from potstill.data import BatchLoader
 from potstill.engine.checkpoint import guarded, load_training_state, save_tensors, save_training_state
-from potstill.engine.guard import dominance_warning, term_names
+from potstill.engine.guard import balance_judged, dominance_warning, term_names
 from potstill.engine.optim import build_optimizer, build_scheduler
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
@@ -69,8 +69,8 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
         epochs_done = load_training_state(checkpoint, module, optimizer, scheduler)["epochs_done"]
         reporter.message(f"{stage.name}: resuming after epoch {epochs_done} from {checkpoint}")
     run.forget_after(stage.name, epochs_done)
-    # one warning per stage: a resumed stage that warned before its checkpoint stays quiet
-    warned = any("warnings" in record for record in run.records() if record.get("stage") == stage.name)
+    # the balance of terms is judged once per stage (guard.py); a resumed stage that was judged stays quiet
+    judged = any(balance_judged(record) for record in run.records() if record.get("stage") == stage.name)
 
     reporter.stage_start(stage.name, stage.spec.epochs * len(stage.loader), epochs_done * len(stage.loader))
     try:
@@ -80,9 +80,11 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
             for name, model in stage.task.reported_models().items():
                 record.update({f"{name}_{key}": value for key, value in stage.evaluate(model).items()})
             check_finite_weights(stage.name, epoch, module, checkpoint)
-            warning = None if warned else dominance_warning(stage.name, record)
+            warning = None
+            if not judged and balance_judged(record):
+                judged, warning = True, dominance_warning(stage.name, record)
             if warning is not None:
-                record["warnings"], warned = [warning], True
+                record["warnings"] = [warning]
             run.log(record)
             header = {"stage": stage.name, "epochs_done": epoch + 1, **stage.stamp}
             guarded(lambda header=header: save_training_state(checkpoint, module, optimizer, scheduler, header), checkpoint)
