@@ -40,6 +40,11 @@ def tiny_recipe(**changes) -> dict:
         "distill": {"temperature": 4.0, "alpha": 0.5, "beta": 0.5, "teacher_check": "warn"},
         "report": {"latency_repeats": 1, "latency_batch_size": 8},
     }
+    return with_changes(recipe, changes)
+
+
+def with_changes(recipe: dict, changes: dict) -> dict:
+    """`section__key=value` keyword changes applied to a recipe dict (nested sections created)."""
     for dotted, value in changes.items():
         node = recipe
         *parents, last = dotted.split("__")

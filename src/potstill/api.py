@@ -35,6 +35,7 @@ from potstill.api_recipe import preprocessing_settings, recipe_from_settings
 from potstill.data import ArrayData, make_splits
 from potstill.data.arrays import as_tensor, to_unit_float
 from potstill.data.registry import RawData
+from potstill.data.tokens import TokenData
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.engine.task import Supervised
@@ -46,7 +47,8 @@ from potstill.report import render_table
 from potstill.startup import resolve_preprocessing
 from potstill.workbench import Workbench, dry_run, resolve_device
 
-Data = Union[ArrayData, tuple[torch.Tensor, torch.Tensor], tuple[np.ndarray, np.ndarray]]
+Data = Union[ArrayData, tuple[torch.Tensor, torch.Tensor], tuple[np.ndarray, np.ndarray], TokenData, dict]
+TEXT_KEYS = ("input_ids", "attention_mask", "labels")  # text from Python as a dict of arrays
 
 
 @dataclass
@@ -197,10 +199,50 @@ def probe(model: nn.Module, role: str, data: Given, device: torch.device) -> tor
     return dry_run(model, role, sample, data.describe(), fix)
 
 
+def token_data(data: Any, role: str, num_classes: int) -> TokenData:
+    """Text from Python: a TokenData as is, or a dict of input_ids and attention_mask (N, L) and labels (N,)."""
+    if isinstance(data, TokenData):
+        return data
+    missing = [key for key in TEXT_KEYS if key not in data]
+    if missing:
+        raise PotstillError(f"{role} as a dict needs {', '.join(TEXT_KEYS)}; it has no {', '.join(missing)}")
+    return TokenData(data["input_ids"], data["attention_mask"], data["labels"], num_classes, split=role)
+
+
+def text_workbench(recipe: Recipe, models: list[tuple[str, nn.Module]], train_data: Any, test_data: Any,
+                   device: torch.device) -> Workbench:
+    """Token ids from Python: the models fix the class count, the data is checked like a dataset's."""
+    sample = token_data(train_data, "train_data", 1_000_000) if isinstance(train_data, TokenData) else None
+    ids = (sample.input_ids if sample is not None else as_tensor(train_data["input_ids"], "train_data input_ids"))[:2]
+    mask = (sample.attention_mask if sample is not None else as_tensor(train_data["attention_mask"], "train_data attention_mask"))[:2]
+    inputs = {"input_ids": ids.long().to(device), "attention_mask": mask.long().to(device)}
+    classes = {role: dry_run(model.to(device), role, inputs, "train_data token ids", "pass the token ids its tokenizer makes").shape[1]
+               for role, model in models}
+    if len(set(classes.values())) > 1:
+        raise PotstillError(f"the models predict different numbers of classes ({classes}); give all the same output size")
+    num_classes = next(iter(classes.values()))
+    raw = RawData(token_data(train_data, "train_data", num_classes), token_data(test_data, "test_data", num_classes))
+    return wrap_splits(recipe, raw, models, device)
+
+
+def wrap_splits(recipe: Recipe, raw: RawData, models: list[tuple[str, nn.Module]], device: torch.device) -> Workbench:
+    """The given data as the run's splits: the given test data is the test split, the other data
+    options apply; every model is checked against it."""
+    spec = recipe.data
+    splits = make_splits("python", raw, val_fraction=spec.val_fraction, train_size=spec.train_size, seed=spec.split_seed,
+                         test_size=spec.test_size)
+    bench = Workbench(splits, spec, device)
+    for role, model in models:
+        bench.check_model(model, role)
+    return bench
+
+
 def checked_workbench(recipe: Recipe, models: list[tuple[str, nn.Module]], train_data: Data,
                       test_data: Data) -> Workbench:
     """Check the data against itself and the models, then wrap it (nothing is written yet)."""
     device = resolve_device(recipe.device)
+    if isinstance(train_data, (TokenData, dict)):
+        return text_workbench(recipe, models, train_data, test_data, device)
     train, test = given(train_data, "train_data"), given(test_data, "test_data")
     if train.images.shape[1:] != test.images.shape[1:]:
         raise PotstillError(
@@ -223,13 +265,7 @@ def checked_workbench(recipe: Recipe, models: list[tuple[str, nn.Module]], train
             f"train_data declares {raw.train.num_classes} classes but test_data {raw.test.num_classes}; "
             "give both ArrayData the same num_classes"
         )
-    spec = recipe.data  # the given test data is the test split; the rest of the data options apply
-    splits = make_splits("python", raw, val_fraction=spec.val_fraction, train_size=spec.train_size, seed=spec.split_seed,
-                         test_size=spec.test_size)
-    bench = Workbench(splits, spec, device)
-    for role, model in models:
-        bench.check_model(model, role)
-    return bench
+    return wrap_splits(recipe, raw, models, device)
 
 
 @contextlib.contextmanager

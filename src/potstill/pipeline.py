@@ -29,6 +29,8 @@ from potstill.engine.task import Supervised, WeightedTerm
 from potstill.engine.weights import load_weights, teacher_weights_file
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms, connect_terms
+from potstill.model_io import model_inputs
+from potstill.models.init_from import init_from_teacher
 from potstill.preprocess import Preprocessing, attach, preprocessing_of
 from potstill.recipe import ModelSpec, Recipe, TeacherSpec, TrainSpec
 from potstill.report import measure_latency, model_row, summarize
@@ -38,7 +40,7 @@ from potstill.schedules import WeightSchedule
 from potstill.schemes import OfflineDistillation, Preparation, create_scheme
 from potstill.startup import build_model, open_workbench
 from potstill.teacher_check import check_teacher
-from potstill.workbench import Workbench
+from potstill.workbench import Workbench, check_same_vocabulary
 
 
 class Runner(CacheSteps):
@@ -127,6 +129,15 @@ class Runner(CacheSteps):
             raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
         return build_model(self.recipe.student, self.bench, "student", self.recipe.seed)
 
+    def initialise(self, student: nn.Module, teacher: nn.Module) -> None:
+        """student.init: the student starts from the teacher's weights (before the baseline copies it)."""
+        spec = self.recipe.student.init if self.recipe.student is not None else None
+        if spec is None:
+            return
+        lines = init_from_teacher(student, teacher, layers=spec.layers, method=spec.method, container=spec.container)
+        for line in lines:
+            self.reporter.message(f"init   {line}")
+
     def write_description(self) -> None:
         """run.json: versions, device, threads and data of the start; a resume adds its own entry."""
         path = self.run.path / "run.json"
@@ -178,6 +189,7 @@ class Runner(CacheSteps):
         if teacher is not None and teacher_role is None:  # the recipe's (or the caller's) teacher
             self.check_teacher(teacher)
         if teacher is not None:
+            check_same_vocabulary(teacher, student)
             self.connect(terms, student, teacher)
             self.prepare(terms, teacher, f"{prefix}prepare")
             # the recipe's teacher keeps distill.cache.path; another teacher gets a cache of its own
@@ -231,9 +243,10 @@ class Runner(CacheSteps):
         for line in lines:
             self.reporter.message(f"pairs  {line}")
 
-    def sample_inputs(self) -> torch.Tensor:
-        """One training batch's inputs (B, C, H, W), for dry runs that see layer shapes."""
-        return next(iter(self.bench.train_loader(self.recipe.seed).batches(0)))["input"]
+    def sample_inputs(self) -> dict[str, torch.Tensor]:
+        """One training batch's model inputs ({"input": (B, C, H, W)} or token ids and masks), for
+        dry runs that see layer shapes."""
+        return model_inputs(next(iter(self.bench.train_loader(self.recipe.seed).batches(0))))
 
     def prepare(self, terms: list[WeightedTerm], teacher: nn.Module, name: str = "prepare") -> None:
         """Losses that pre-train their own modules on the teacher's outputs (FT's paraphraser)."""
@@ -255,7 +268,7 @@ class Runner(CacheSteps):
         self.models = dict(models)
         rows, teacher_logits = [], None
         times = self.stage_times()
-        latency = measure_latency(models, self.bench.splits.input_shape, self.recipe.report)  # all models interleaved
+        latency = measure_latency(models, self.bench.splits.example_batch, self.recipe.report)  # all models interleaved
         for role, model in models:
             weights = self.weights_file(role)
             row, logits = model_row(role, model, self.bench, self.recipe.report, teacher_logits, weights, times.get(role),

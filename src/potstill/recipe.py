@@ -89,10 +89,27 @@ PREPROCESS_HELP = (
 
 
 @dataclass
+class InitSpec:
+    source: Literal["teacher"] = option(
+        "teacher", "whose weights the student starts from: the recipe's teacher (trained or loaded first); the student "
+        "alone (baseline) starts from the same weights, so the report separates initialisation from distillation"
+    )
+    layers: Optional[list[int]] = option(
+        None, "the teacher block each student block copies, 0-based (DistilBERT: [0, 2, 4] of 6); null = evenly spaced", min=0
+    )
+    method: Literal["select", "copy"] = option(
+        "select", "select: weight selection, evenly spaced elements in every dimension for a narrower student (Xu et al., "
+        "arXiv 2311.18823); copy: layer selection only, shapes must match"
+    )
+    container: Optional[str] = option(None, "the module holding the blocks (e.g. bert.encoder.layer); null = found by structure")
+
+
+@dataclass
 class ModelSpec:
     name: str = option(REQUIRED, "registered model (`potstill list models`)")
     args: dict[str, Any] = option(help="keyword arguments of the model builder, checked against its signature", factory=dict)
     preprocess: Union[Literal["auto", "none", "dataset"], NormaliseSpec] = option("auto", PREPROCESS_HELP)
+    init: Optional[InitSpec] = option(None, "student only: start from the teacher's weights (layer and weight selection); null = random")
 
     def check(self) -> list[str]:
         return name_problem("name", self.name)
@@ -218,6 +235,11 @@ class DistillSpec:
         help="more loss terms, each with its own weight, schedule and layer pairs, added to `loss`", factory=list
     )
     adapters: bool = option(True, "learn a projection where paired student and teacher features differ in shape; false = error")
+    layer_map: Union[Literal["uniform", "last"], list[int]] = option(
+        "uniform", "transformer losses over several layers (tinybert_hidden, tinybert_attention): which teacher layer each "
+        "student layer learns from: uniform (TinyBERT's g(m) = m*N/M), last (the teacher's top layers), or a list of "
+        "0-based teacher layers, one per student layer; printed at start-up with the pairs",
+    )
     init_epochs: int = option(
         0, "feature initialisation first (FitNets stage 1, AB, FSP): train the student on the terms with stages [init] alone",
         min=0, max=EPOCHS_MAX,

@@ -13,7 +13,8 @@ from potstill.data import DATASETS, load_dataset
 from potstill.engine.weights import load_weights, teacher_weights_file
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms
-from potstill.models import MODELS, check_model_size, create_model
+from potstill.knowledge import LOSSES
+from potstill.models import MODELS, check_model_size, create_model, model_modality
 from potstill.preprocess import Preprocessing, attach
 from potstill.recipe import ModelSpec, Recipe
 from potstill.schemes import create_scheme, needs_teacher
@@ -31,6 +32,8 @@ def open_workbench(recipe: Recipe) -> Workbench:
 
 def check_model_spec(spec: ModelSpec, role: str) -> None:
     MODELS.get(spec.name)  # unknown name -> error with the nearest registered one
+    if spec.init is not None and role != "student":
+        raise PotstillError(f"{role}.init: only the student can start from the teacher's weights; remove it")
     for reserved in ("input_shape", "num_classes"):
         if reserved in spec.args:
             raise PotstillError(f"{role}.args.{reserved} is set from the dataset; remove it from the recipe")
@@ -52,9 +55,16 @@ def preflight(recipe: Recipe, command: str) -> None:
         check_model_spec(recipe.teacher.model, "teacher")
         if recipe.teacher.checkpoint is not None and command == "distill":
             teacher_weights_file(recipe.teacher.checkpoint)
+    modality = dataset_modality(recipe.data.name)
+    models = [(recipe.teacher.model, "teacher")] if recipe.teacher is not None else []
     if command != "distill":
+        check_modality(models, [], recipe.data.name, modality)
         return
     terms = build_terms(recipe.distill, recipe.train.epochs)
+    models += [(recipe.student, "student")] if recipe.student is not None else []
+    models += [(spec.model, f"scheme.teachers[{i}]") for i, spec in enumerate(recipe.scheme.teachers)]
+    models += [(spec, f"scheme.{key}[{i}]") for key in ("peers", "assistants") for i, spec in enumerate(getattr(recipe.scheme, key))]
+    check_modality(models, terms, recipe.data.name, modality)
     if recipe.distill.cache.enabled is True and not needs_teacher(terms):
         raise PotstillError("distill.cache: no loss term of this recipe uses a teacher, so there is nothing to cache; set distill.cache.enabled: false")
     create_scheme(recipe.scheme.name, recipe.scheme.args).check(recipe, terms)
@@ -71,6 +81,29 @@ def preflight(recipe: Recipe, command: str) -> None:
             teacher_weights_file(teacher.checkpoint, f"scheme.teachers[{index}].checkpoint")
 
 
+def dataset_modality(name: str) -> str:
+    return getattr(DATASETS.get(name), "modality", "image")
+
+
+def check_modality(models: list[tuple[ModelSpec, str]], terms: list, dataset: str, modality: str) -> None:
+    """Image models and losses on image data, text ones on text data: one line naming the mismatch."""
+    for spec, role in models:
+        if MODELS.get(spec.name) is not None and model_modality(spec.name) != modality:
+            kind = "token sequences" if model_modality(spec.name) == "text" else "images"
+            raise PotstillError(
+                f"{role}: model '{spec.name}' takes {kind} but dataset '{dataset}' is {modality} data; pick a "
+                f"{modality} model (`potstill list models`) or a {model_modality(spec.name)} dataset"
+            )
+    for term in terms:
+        needed = type(term.loss).modality
+        if needed not in ("any", modality):
+            fits = [name for name in LOSSES.names() if LOSSES.get(name).modality in ("any", modality)]
+            raise PotstillError(
+                f"distill: loss '{term.name}' compares {needed} features but dataset '{dataset}' is {modality} data; "
+                f"use one of {', '.join(fits)}"
+            )
+
+
 def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.Module:
     """A fresh model with its preprocessing attached: the recipe's, or for `auto` the training
     split's statistics (a model potstill trains; a checkpoint's own record replaces it on loading)."""
@@ -83,7 +116,15 @@ def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.M
 
 
 def resolve_preprocessing(value: Any, bench: Workbench, role: str) -> Preprocessing:
-    """A recipe's `preprocess` value as numbers: none, dataset (and auto), or a given mean/std."""
+    """A recipe's `preprocess` value as numbers: none, dataset (and auto), or a given mean/std.
+    Text models take token ids: their preprocessing is the tokenizer (data.args.tokenizer)."""
+    if bench.splits.modality == "text":
+        if value not in ("auto", "none"):
+            raise PotstillError(
+                f"{role}.preprocess: a text model takes token ids, so there is nothing to normalise (its preprocessing "
+                "is its tokenizer, data.args.tokenizer); remove preprocess"
+            )
+        return Preprocessing(source="tokenizer")
     if value == "none":
         return Preprocessing(source="recipe")
     if value in ("dataset", "auto"):

@@ -7,8 +7,9 @@
     features["fc:input"]      # (B, D), the input of model.fc (the embedding)
 
 Users never edit their models. A name is a key of `model.named_modules()`; the suffix `:input`
-taps what goes into that module instead of what comes out. Hooks exist only inside `capture()`,
-so a copied or exported model carries none.
+taps what goes into that module instead of what comes out, and `:N` (a number) element N of a
+module that returns a tuple (a BERT self-attention module returns its attention probabilities
+as element 1). Hooks exist only inside `capture()`, so a copied or exported model carries none.
 """
 
 from __future__ import annotations
@@ -22,15 +23,22 @@ import torch
 from torch import nn
 
 from potstill.errors import PotstillError
+from potstill.model_io import as_batch, call_model
 
 INPUT_SUFFIX = ":input"
 
 
 def split_tap(name: str) -> tuple[str, bool]:
-    """'fc:input' -> ('fc', True); 'layer2' -> ('layer2', False)."""
+    """'fc:input' -> ('fc', True); 'layer2' -> ('layer2', False); 'attn:1' -> ('attn', False)."""
     if name.endswith(INPUT_SUFFIX):
         return name[: -len(INPUT_SUFFIX)], True
-    return name, False
+    return output_element(name)[0], False
+
+
+def output_element(name: str) -> tuple[str, int | None]:
+    """'attention.self:1' -> ('attention.self', 1); other names -> (name, None)."""
+    module, _, element = name.rpartition(":")
+    return (module, int(element)) if module and element.isdigit() else (name, None)
 
 
 def check_tap_names(model: nn.Module, names: list[str], role: str) -> None:
@@ -54,6 +62,12 @@ def _near(word: str, modules: list[str]) -> list[str]:
     return difflib.get_close_matches(word, modules, n=3, cutoff=0.5)
 
 
+def _element(value: object, index: int) -> torch.Tensor | None:
+    if isinstance(value, (tuple, list)) and index < len(value) and isinstance(value[index], torch.Tensor):
+        return value[index]
+    return None
+
+
 def _first_tensor(value: object) -> torch.Tensor | None:
     if isinstance(value, torch.Tensor):
         return value
@@ -71,11 +85,12 @@ class Taps:
         modules = dict(model.named_modules())
         # (module, tap name, wants input) resolved once: capture() runs on every training step
         self.targets = [(modules[split_tap(tap)[0]], tap, split_tap(tap)[1]) for tap in self.names]
+        self.elements = {tap: output_element(tap)[1] for tap in self.names if not split_tap(tap)[1]}
 
     @contextmanager
     def capture(self) -> Iterator[dict[str, torch.Tensor]]:
         features: dict[str, torch.Tensor] = {}
-        handles = [_hook(module, tap, wants_input, features) for module, tap, wants_input in self.targets]
+        handles = [_hook(module, tap, wants_input, features, self.elements.get(tap)) for module, tap, wants_input in self.targets]
         try:
             yield features
         finally:
@@ -85,6 +100,13 @@ class Taps:
 
     def check_fired(self, features: dict[str, torch.Tensor]) -> None:
         missing = [tap for tap in self.names if tap not in features]
+        empty = [tap for tap in missing if self.elements.get(tap) is not None]
+        if empty:
+            raise PotstillError(
+                f"{self.role} tap {', '.join(repr(m) for m in empty)} found no tensor at that output element: the module "
+                "returned None there (a transformers attention module returns attention maps only with eager attention; "
+                "potstill switches transformers models to it when a loss taps attention) or a shorter tuple"
+            )
         if missing:
             raise PotstillError(
                 f"{self.role} tap {', '.join(repr(m) for m in missing)} never ran in the forward pass (the module exists "
@@ -92,7 +114,7 @@ class Taps:
             )
 
 
-def _hook(module: nn.Module, tap: str, wants_input: bool, store: dict[str, torch.Tensor]):
+def _hook(module: nn.Module, tap: str, wants_input: bool, store: dict[str, torch.Tensor], element: int | None = None):
     if wants_input:
         def pre_hook(_module, inputs):
             tensor = _first_tensor(inputs)
@@ -102,7 +124,7 @@ def _hook(module: nn.Module, tap: str, wants_input: bool, store: dict[str, torch
         return module.register_forward_pre_hook(pre_hook)
 
     def hook(_module, _inputs, output):
-        tensor = _first_tensor(output)
+        tensor = _element(output, element) if element is not None else _first_tensor(output)
         if tensor is not None:
             store[tap] = tensor
 
@@ -120,7 +142,7 @@ class TapInfo:
     order: int  # position in execution order
 
 
-def dry_run(model: nn.Module, sample: torch.Tensor) -> tuple[list[TapInfo], torch.Tensor]:
+def dry_run(model: nn.Module, sample: torch.Tensor | dict[str, torch.Tensor]) -> tuple[list[TapInfo], torch.Tensor]:
     """Every named module that ran, in the order it was entered (a parent before its children),
     with its output shape, from one forward pass in eval mode (no BatchNorm statistics change,
     no gradients); also returns the logits."""
@@ -145,7 +167,7 @@ def dry_run(model: nn.Module, sample: torch.Tensor) -> tuple[list[TapInfo], torc
     model.eval()
     try:
         with torch.no_grad():
-            logits = model(sample)
+            logits = call_model(model, as_batch(sample))
     finally:
         model.train(was_training)
         for handle in handles:

@@ -10,6 +10,9 @@ from torch import nn
 from potstill.data import Augment, BatchLoader, DataSplits
 from potstill.engine.metrics import accuracy, predict
 from potstill.errors import PotstillError
+from potstill.models.hf import text_record
+from potstill.models.hf_files import load_tokenizer
+from potstill.model_io import as_batch, batch_size_of, find_logits, io_of, model_inputs
 from potstill.recipe import DataSpec
 
 
@@ -50,11 +53,11 @@ class Workbench:
 
     def check_model(self, model: nn.Module, role: str) -> None:
         """One dry-run forward pass: the model must accept the data and predict its classes."""
-        inputs = next(self.eval_loader("test").batches())["input"][:2]
-        logits = dry_run(
-            model, role, inputs, f"{self.splits.name} inputs of shape {tuple(inputs.shape[1:])}",
-            "pick a model built for this input shape",
-        )
+        if self.splits.modality == "text":  # before a forward pass, which would fail on a foreign id with an index error
+            check_vocabulary(model, role, self.splits.train, self.data.args.get("tokenizer"))
+        inputs = model_inputs({name: value[:2] for name, value in next(self.eval_loader("test").batches()).items()})
+        shapes = ", ".join(f"{name} {tuple(value.shape[1:])}" for name, value in inputs.items())
+        logits = dry_run(model, role, inputs, f"{self.splits.name} inputs ({shapes})", "pick a model built for this input shape")
         if logits.shape[1] != self.splits.num_classes:
             raise PotstillError(
                 f"the {role} predicts {logits.shape[-1]} classes but {self.splits.name} has "
@@ -62,24 +65,59 @@ class Workbench:
             )
 
 
-def dry_run(model: nn.Module, role: str, inputs: torch.Tensor, what: str, fix: str) -> torch.Tensor:
-    """One forward pass in eval mode without gradients on `inputs` (B, C, H, W), described as `what`;
-    the model must take them (else the error ends with `fix`) and return logits (B, K)."""
+def check_vocabulary(model: nn.Module, role: str, data, tokenizer_name: str | None) -> None:
+    """A text model must read the data's token ids as the tokenizer that made them meant them."""
+    record = text_record(model)
+    data_words = f"tokenizer {tokenizer_name}" if tokenizer_name else "the data's tokenizer"
+    if record is not None and data.tokenizer and record.fingerprint != data.tokenizer:
+        size = f"{len(load_tokenizer(tokenizer_name))} tokens from " if tokenizer_name else ""
+        raise PotstillError(
+            f"the {role}'s vocabulary ({record.words()}) differs from the one the data was tokenised with "
+            f"({size}{data_words}, fingerprint {data.tokenizer[:12]}): the same ids would mean other tokens; "
+            "tokenise the data with the model's tokenizer (data.args.tokenizer) or pick a model trained with it"
+        )
+    embedding = getattr(model, "get_input_embeddings", lambda: None)()
+    largest = int(data.input_ids.max()) if len(data) else 0
+    if isinstance(embedding, nn.Embedding) and largest >= embedding.num_embeddings:
+        raise PotstillError(
+            f"the data holds token id {largest} but the {role} embeds only {embedding.num_embeddings} tokens: it was "
+            f"built for another vocabulary than {data_words}'s; use a model with the data's tokenizer"
+        )
+
+
+def check_same_vocabulary(teacher: nn.Module, student: nn.Module) -> None:
+    """Teacher and student must share a vocabulary: token-level knowledge means nothing across two."""
+    first, second = text_record(teacher), text_record(student)
+    if first is not None and second is not None and first.fingerprint != second.fingerprint:
+        raise PotstillError(
+            f"the teacher's vocabulary ({first.words()}) and the student's ({second.words()}) differ; teacher and "
+            "student must use one tokenizer (build the student with tokenizer: the teacher's model folder)"
+        )
+
+
+def dry_run(model: nn.Module, role: str, inputs: torch.Tensor | dict[str, torch.Tensor], what: str, fix: str) -> torch.Tensor:
+    """One forward pass in eval mode without gradients on `inputs` (images (B, C, H, W), or a dict
+    of model inputs), described as `what`; the model must take them (else the error ends with
+    `fix`) and return logits (B, K)."""
+    count = batch_size_of(inputs)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            logits = model(inputs)
+            output = io_of(model)(model, as_batch(inputs))
+    except PotstillError:
+        raise
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PotstillError(f"the {role} cannot process {what}: the model failed with '{reason}'; {fix}") from error
     finally:
         model.train(was_training)
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != len(inputs):
+    logits = find_logits(output) if find_logits(output) is not None else output
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != count:
         got = (f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
                else f"a {type(logits).__name__}, not a tensor")
         raise PotstillError(
-            f"given a batch of {len(inputs)}, the {role} returns {got}; potstill needs forward() to return only the "
-            f"logits, one tensor of shape ({len(inputs)}, K) with a row of K class scores per sample"
+            f"given a batch of {count}, the {role} returns {got}; potstill needs forward() to return only the "
+            f"logits, one tensor of shape ({count}, K) with a row of K class scores per sample"
         )
     return logits

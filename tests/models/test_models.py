@@ -9,13 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from potstill.errors import PotstillError
-from potstill.models import MODELS, count_parameters, create_model
+from potstill.models import MODELS, count_parameters, create_model, model_modality
 
 INPUT_SHAPES = [(1, 28, 28), (3, 32, 32)]  # MNIST-like and CIFAR-like
 
+IMAGE_MODELS = [name for name in MODELS.names() if model_modality(name) == "image"]  # text models: tests/models/test_hf.py
+
 
 @pytest.mark.parametrize("input_shape", INPUT_SHAPES, ids=lambda shape: "x".join(map(str, shape)))
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_forward_backward_eval(name: str, input_shape: tuple[int, int, int]) -> None:
     torch.manual_seed(0)
     model = create_model(name, input_shape=input_shape, num_classes=7)
@@ -38,7 +40,7 @@ def test_forward_backward_eval(name: str, input_shape: tuple[int, int, int]) -> 
     assert torch.isfinite(eval_logits).all()
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_builder_interface(name: str) -> None:
     # `potstill list models` shows the first docstring line; recipes set the typed keywords
     assert MODELS.describe(name)

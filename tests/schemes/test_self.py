@@ -12,6 +12,7 @@ from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms
+from potstill.model_io import call_model
 from potstill.models import create_model
 from potstill.pipeline import Runner
 from potstill.recipe import DistillSpec, Recipe
@@ -74,16 +75,16 @@ def test_byot_deepest_classifier_learns_from_labels_only():
 
 def test_early_exit_runs_the_trunk_to_the_exit_then_the_head():
     task, student = byot_task()
-    data = batch()["input"]
+    data = {"input": batch()["input"]}
     exit_model = EarlyExit(student, task.heads["exit1"], "block1").eval()
     student.eval()
     with torch.no_grad():
-        expected = task.heads["exit1"](student.block1(data))[1]
-        assert torch.allclose(exit_model(data), expected)
+        expected = task.heads["exit1"](student.block1(data["input"]))[1]
+        assert torch.allclose(call_model(exit_model, data), expected)
     called = []
     handle = student.classifier.register_forward_hook(lambda *args: called.append(1))
     with torch.no_grad():
-        exit_model(data)
+        call_model(exit_model, data)
     handle.remove()
     assert not called  # nothing after the exit ran
     assert exit_model.used_parameters(data) < sum(p.numel() for p in student.parameters()) + sum(p.numel() for p in task.heads.parameters())

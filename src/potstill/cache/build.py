@@ -43,11 +43,11 @@ from potstill.cache.store import (
     write_shard,
 )
 from potstill.data import ArrayData, Augment
-from potstill.data.arrays import to_unit_float
 from potstill.data.views import view_bank
 from potstill.engine.checkpoint import atomic_write, guarded
 from potstill.engine.lock import FolderLock
 from potstill.errors import PotstillError
+from potstill.model_io import call_model
 from potstill.taps import Taps
 
 NUMPY_NAMES = {torch.float16: "float16", torch.float32: "float32", torch.uint8: "uint8", torch.int16: "int16", torch.int32: "int32"}
@@ -132,7 +132,7 @@ def up_to_date(manifest: dict[str, Any], plan: dict[str, Any], folder: Path, lay
 
 def probe_layout(job: CacheJob) -> dict[str, Any]:
     """Field shapes and types from one teacher pass on one image."""
-    logits, features = teacher_pass(job, job.data.inputs[:1], torch.zeros(1, 3, dtype=torch.uint8))
+    logits, features = teacher_pass(job, torch.arange(1), torch.zeros(1, 3, dtype=torch.uint8))
     num_classes = logits.shape[1]
     if job.top_k is not None and job.top_k >= num_classes:
         raise PotstillError(
@@ -200,13 +200,15 @@ def ensure_view_bank(job: CacheJob, progress: Callable[[str], None] | None = Non
     return bank
 
 
-def teacher_pass(job: CacheJob, images: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The teacher's logits and taps for raw images shown in views `params` (B, 3); the teacher's
-    own preprocessing (a forward pre-hook) normalises them, as in training."""
-    x = job.augment.apply(to_unit_float(images.to(job.device)), params.to(job.device))
+def teacher_pass(job: CacheJob, index: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The teacher's logits and taps for samples `index`, images shown in views `params` (B, 3);
+    the teacher's own preprocessing (a forward pre-hook) normalises them, as in training."""
+    batch = {name: value.to(job.device) for name, value in job.data.fields(index).items()}
+    if "input" in batch and batch["input"].ndim == 4:  # images: the stored view of each
+        batch["input"] = job.augment.apply(batch["input"], params.to(job.device))
     job.teacher.eval()
     with torch.inference_mode(), job.teacher_taps.capture() as features:
-        logits = job.teacher(x).float()
+        logits = call_model(job.teacher, batch).float()
     return logits, {name: features[name].to(job.dtype) for name in job.taps}
 
 
@@ -217,7 +219,7 @@ def compute_shard(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, sha
         chunks = []
         for first in range(start, end, job.batch_size):
             last = min(first + job.batch_size, end)
-            logits, features = teacher_pass(job, job.data.inputs[first:last], bank[first:last, view])
+            logits, features = teacher_pass(job, torch.arange(first, last), bank[first:last, view])
             fields = codec.encode(logits, job.top_k, job.dtype) | {f"tap:{k}": v for k, v in features.items()}
             chunks.append({name: value.cpu() for name, value in fields.items()})
         per_view.append({name: torch.cat([c[name] for c in chunks]) for name in layout["fields"]})

@@ -29,12 +29,13 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
 
 def fingerprint(
     *, teacher: dict[str, Any], teacher_state: dict[str, torch.Tensor], data: dict[str, Any],
-    inputs: torch.Tensor, targets: torch.Tensor, views: dict[str, Any], outputs: dict[str, Any],
+    inputs: dict[str, torch.Tensor], targets: torch.Tensor, views: dict[str, Any], outputs: dict[str, Any],
 ) -> dict[str, Any]:
+    """`inputs`: the data's content by name (`data.content()`: images, or token ids and masks)."""
     return {
         "format": FORMAT,
         "teacher": {**teacher, "weights_sha256": tensors_sha256(teacher_state)},
-        "data": {**data, "samples": len(targets), "content_sha256": tensors_sha256({"inputs": inputs, "targets": targets})},
+        "data": {**data, "samples": len(targets), "content_sha256": tensors_sha256({**inputs, "targets": targets})},
         "views": views,
         "outputs": outputs,
     }

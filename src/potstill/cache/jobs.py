@@ -35,7 +35,7 @@ def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[st
     stamp = fingerprint(
         teacher={"architecture": architecture, "preprocessing": preprocessing_of(teacher).header()},
         teacher_state=teacher.state_dict(), data={"dataset": bench.splits.name},
-        inputs=train.inputs, targets=train.targets, views=views, outputs=outputs,
+        inputs=train.content(), targets=train.targets, views=views, outputs=outputs,
     )
     return CacheJob(
         folder=folder, teacher=teacher, taps=list(taps), data=train,

@@ -22,8 +22,9 @@ from potstill.engine.run import RunDir
 from potstill.engine.stamp import check_resume
 from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES
-from potstill.knowledge.wiring import build_terms, check_explicit_pairs
-from potstill.models import MODELS, create_model
+from potstill.encoders import eager_attention, encoder_layout
+from potstill.knowledge.wiring import build_terms, check_explicit_pairs, example_features
+from potstill.models import MODELS, create_model, model_modality
 from potstill.pipeline import Runner
 from potstill.recipe import ModelSpec, Recipe
 from potstill.report import measure_latency, model_row, print_result, result_console, summarize
@@ -130,7 +131,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rows, teacher_logits, times, skipped = [], None, runner.stage_times(), []
     found = list(saved_models(runner))
     measured = [(role, model) for role, _, model, _ in found if model is not None]
-    latency = measure_latency(measured, runner.bench.splits.input_shape, recipe.report)  # interleaved, as in the run
+    latency = measure_latency(measured, runner.bench.splits.example_batch, recipe.report)  # interleaved, as in the run
     for role, title, model, weights in found:
         if model is None:
             skipped.append(title)
@@ -202,12 +203,19 @@ def list_taps(args: argparse.Namespace) -> int:
     model_args = config.parse_yaml(args.model_args)
     if not isinstance(model_args, dict):
         raise PotstillError(f"--args must be a YAML mapping such as '{{channels: [16, 32]}}', got {args.model_args!r}")
-    MODELS.check_kwargs(args.model, model_args, where="--args")
-    model = create_model(args.model, input_shape=args.input_shape, num_classes=args.num_classes, **model_args)
-    infos, _ = dry_run(model, torch.zeros(2, *args.input_shape))
+    name = args.model
+    if name.startswith("hf:"):  # hf:FOLDER is the `hf` model with path FOLDER
+        name, model_args = "hf", {**model_args, "path": name[3:]}
+    MODELS.check_kwargs(name, model_args, where="--args")
+    text = model_modality(name) == "text"
+    shape = tuple(args.input_shape or ((16,) if text else (1, 28, 28)))
+    model = create_model(name, input_shape=shape, num_classes=args.num_classes, **model_args)
+    if text:
+        return list_encoder_taps(model, args.model, shape[0])
+    infos, _ = dry_run(model, torch.zeros(2, *shape))
     stages = stage_taps(model, infos)
     embedding = embedding_tap(model, infos)
-    table = Table(title=f"{args.model} on input (B, {', '.join(map(str, args.input_shape))}): tappable modules")
+    table = Table(title=f"{args.model} on input (B, {', '.join(map(str, shape))}): tappable modules")
     for column in ("name", "module", "output shape", "automatic pairing"):
         table.add_column(column)
     modules = dict(model.named_modules())
@@ -217,6 +225,30 @@ def list_taps(args: argparse.Namespace) -> int:
         table.add_row(*(escape(text) for text in cells))
     result_console().print(table)
     print(f"embedding (pairs: embedding): {embedding}; append :input to any name to tap what enters that module")
+    return 0
+
+
+def list_encoder_taps(model, title: str, length: int) -> int:
+    """A transformer's taps as transformer losses pair them: embeddings, each layer's hidden state,
+    attention maps and values (potstill.encoders), with shapes from one dry run on `length` tokens."""
+    layout = encoder_layout(model)
+    if layout is None:
+        raise PotstillError(f"{title}: found no encoder layers with query/key/value self-attention to list")
+    names = [layout.embeddings, *layout.layers, *layout.attentions, *layout.values]
+    labels = {layout.embeddings: "embeddings"} | {n: f"layer {i} hidden state" for i, n in enumerate(layout.layers)}
+    labels |= {n: f"layer {i} attention maps" for i, n in enumerate(layout.attentions)}
+    labels |= {n: f"layer {i} values" for i, n in enumerate(layout.values)}
+    eager_attention(model, "model")
+    ids = torch.ones(2, length, dtype=torch.long)
+    features = example_features(model, names, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, "model")
+    table = Table(title=f"{title} on (B, {length}) token ids: taps of the transformer losses")
+    for column in ("name", "what", "output shape"):
+        table.add_column(column)
+    for name in names:
+        table.add_row(*(escape(text) for text in (name, labels[name], str(("B", *features[name].shape[1:])))))
+    result_console().print(table)
+    print("attention maps (NAME:1) need eager attention, which potstill sets when a loss taps them; any module name "
+          "(model.named_modules()) can also be tapped in distill.pairs")
     return 0
 
 

@@ -75,9 +75,9 @@ def parser() -> argparse.ArgumentParser:
         description="list models|losses|datasets|schemes, or `list taps MODEL`: every module of MODEL with its output shape",
     )
     listing.add_argument("what", choices=["models", "losses", "datasets", "schemes", "taps"])
-    listing.add_argument("model", nargs="?", help="for `taps`: the registered model")
-    listing.add_argument("--input-shape", type=int, nargs=3, default=[1, 28, 28], metavar=("C", "H", "W"),
-                         help="for `taps`: input shape of the dry run (default 1 28 28)")
+    listing.add_argument("model", nargs="?", help="for `taps`: the registered model, or hf:FOLDER (hf:minilm-l6) for a Hugging Face one")
+    listing.add_argument("--input-shape", type=int, nargs="+", default=None, metavar="N",
+                         help="for `taps`: input shape of the dry run: C H W for images (default 1 28 28), L for text (default 16)")
     listing.add_argument("--num-classes", type=int, default=10, help="for `taps`: number of classes (default 10)")
     listing.add_argument("--args", dest="model_args", default="{}", metavar="YAML",
                          help="for `taps`: model arguments as a YAML mapping, e.g. --args '{channels: [16, 32]}'")

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from potstill.data import cifar, embedded, idx, readers  # noqa: F401  (registers the datasets)
+from potstill.data import cifar, embedded, idx, readers, text  # noqa: F401  (registers the datasets)
 from potstill.data.arrays import ArrayData, DataSplits, channel_stats, stratified_split
 from potstill.data.loader import Augment, BatchLoader
 from potstill.data.registry import DATASETS, RawData
@@ -57,21 +57,21 @@ def make_splits(
     if test is None:
         keep, held = stratified_split(train.targets, test_fraction, seed=10_007 + seed)
         train, test = train.subset(keep), train.subset(held)
-        notes.append(f"no official test split: {len(test)} images held out as test (stratified, split seed {seed})")
+        notes.append(f"no official test split: {len(test)} samples held out as test (stratified, split seed {seed})")
     if test.num_classes != train.num_classes or test.input_shape != train.input_shape:
         raise PotstillError(f"{name}: train and test splits differ in shape or class count")
     val = None
     if val_fraction > 0:
         keep, held = stratified_split(train.targets, val_fraction, seed=20_011 + seed)
         train, val = train.subset(keep), train.subset(held)
-        notes.append(f"{len(val)} training images held out for validation (stratified, split seed {seed})")
+        notes.append(f"{len(val)} training samples held out for validation (stratified, split seed {seed})")
     if train_size is not None:
         train = random_subset(name, train, train_size, "train_size", 30_011 + seed)
-        notes.append(f"training on a random subset of {train_size} images (split seed {seed})")
+        notes.append(f"training on a random subset of {train_size} samples (split seed {seed})")
     if test_size is not None:
         test = random_subset(name, test, test_size, "test_size", 40_013 + seed)
-        notes.append(f"testing on a random subset of {test_size} test images (split seed {seed})")
-    mean, std = channel_stats(train)
+        notes.append(f"testing on a random subset of {test_size} test samples (split seed {seed})")
+    mean, std = channel_stats(train) if train.modality == "image" else ((), ())  # text: no channels
     return DataSplits(name, train, val, test, mean, std, notes)
 
 

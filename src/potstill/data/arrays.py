@@ -7,6 +7,7 @@ uint8), so batches are slices and augmentation runs on whole batches, never per 
 from __future__ import annotations
 
 from dataclasses import KW_ONLY, InitVar, dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ class ArrayData:
     _: KW_ONLY
     split: str = ""
     known_finite: InitVar[bool] = False  # a subset of checked data: skip the NaN/inf pass
+    modality: ClassVar[str] = "image"
 
     def __post_init__(self, known_finite: bool) -> None:
         where = f"the {self.split} " if self.split else "the "
@@ -76,6 +78,22 @@ class ArrayData:
         return ArrayData(
             self.inputs[indices], self.targets[indices], self.num_classes, split=self.split, known_finite=True
         )
+
+    def fields(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The model inputs of rows `index`: {"input": (B, C, H, W) float in [0, 1] (uint8 scaled)}."""
+        return {"input": to_unit_float(self.inputs[index])}
+
+    def example(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Random images (B, C, H, W) for timing a model (the values do not change its cost)."""
+        return {"input": torch.randn(batch_size, *self.input_shape, generator=generator)}
+
+    def content(self) -> dict[str, torch.Tensor]:
+        """What the samples are, by name (a cache fingerprints it)."""
+        return {"inputs": self.inputs}
+
+    def to(self, device: torch.device | str) -> ArrayData:
+        """The same data with its tensors on `device`."""
+        return ArrayData(self.inputs.to(device), self.targets.to(device), self.num_classes, split=self.split, known_finite=True)
 
     def as_float(self) -> torch.Tensor:
         """Images scaled to [0, 1] as float32 (N, C, H, W)."""
@@ -154,8 +172,17 @@ class DataSplits:
         return self.train.num_classes
 
     @property
+    def modality(self) -> str:
+        """image or text: which losses and models the data suits."""
+        return self.train.modality
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
         return self.train.input_shape
+
+    def example_batch(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Model inputs of one batch for timing: random images, or the data's own rows (tokens)."""
+        return self.train.example(batch_size, generator)
 
     def describe(self) -> dict:
         return {

@@ -11,8 +11,13 @@ from dataclasses import dataclass
 
 import torch
 
-from potstill.data.arrays import ArrayData, to_unit_float
+from typing import TYPE_CHECKING
+
+from potstill.data.arrays import ArrayData
 from potstill.data.views import apply_view, draw_params
+
+if TYPE_CHECKING:
+    from potstill.data.tokens import TokenData
 
 Batch = dict[str, torch.Tensor]
 
@@ -41,18 +46,20 @@ class Augment:
 
 
 class BatchLoader:
-    """Iterates over an ArrayData in batches of float tensors on `device`: uint8 images scaled to
-    [0, 1], float inputs as they are. Normalisation belongs to each model (potstill.preprocess),
-    not to the loader; `mean`/`std` normalise the batch here only when given.
+    """Iterates over data held on `device` in batches: a dict of named tensors, the data's model
+    inputs (`data.fields`) plus `target` (B,) and `index` (B,) = sample indices. Images
+    (ArrayData) give `input` (B, C, H, W): uint8 scaled to [0, 1], float as it is; token data
+    gives `input_ids` and `attention_mask` (B, L). Normalisation belongs to each model
+    (potstill.preprocess), not to the loader; `mean`/`std` normalise images here only when given.
 
-    Each batch is a dict: `input` (B, C, H, W), `target` (B,), `index` (B,) = sample indices.
     With a view bank (N, V, 3) (see `potstill.data.views`) each sample shows one of its V stored
     views per epoch, chosen at random, and the batch also holds `view` (B,): which one.
+    Augmentation (flips, crops) applies to images only.
     """
 
     def __init__(
         self,
-        data: ArrayData,
+        data: ArrayData | TokenData,
         batch_size: int,
         *,
         mean: tuple[float, ...] | None = None,
@@ -71,8 +78,8 @@ class BatchLoader:
         self.drop_last = drop_last
         self.augment = augment if augment is not None and augment.active else None
         self.device = torch.device(device)
-        self.inputs = data.inputs.to(self.device)
-        self.targets = data.targets.to(self.device)
+        self.data = data.to(self.device)
+        self.targets = self.data.targets
         self.mean = None if mean is None else torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
         self.std = None if std is None else torch.tensor(std, device=self.device).view(1, -1, 1, 1)
         self.views = None if views is None else views.to(self.device)
@@ -97,15 +104,21 @@ class BatchLoader:
             chosen = torch.randint(self.views.shape[1], (count,), generator=generator, device=self.device)
         for number in range(len(self)):
             index = order[number * self.batch_size : (number + 1) * self.batch_size]
-            images = to_unit_float(self.inputs[index])  # (B, C, H, W) in [0, 1]
             batch: Batch = {"target": self.targets[index], "index": index}
             if chosen is not None:
                 batch["view"] = chosen[index]
-                if self.augment is not None:
-                    images = self.augment.apply(images, self.views[index, batch["view"]])
-            elif self.augment is not None:
-                images = self.augment(images, generator)
-            if self.mean is not None:
-                images = (images - self.mean) / self.std
-            batch["input"] = images.contiguous(memory_format=self.memory_format)
+            batch.update(self.data.fields(index))
+            if "input" in batch and batch["input"].ndim == 4:  # images: (B, C, H, W) in [0, 1]
+                batch["input"] = self.image_view(batch, generator)
             yield batch
+
+    def image_view(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        images = batch["input"]
+        if "view" in batch:
+            if self.augment is not None:
+                images = self.augment.apply(images, self.views[batch["index"], batch["view"]])
+        elif self.augment is not None:
+            images = self.augment(images, generator)
+        if self.mean is not None:
+            images = (images - self.mean) / self.std
+        return images.contiguous(memory_format=self.memory_format)

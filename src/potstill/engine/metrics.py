@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from potstill.data import BatchLoader
+from potstill.model_io import call_model
 from potstill.models import count_parameters  # noqa: F401  (re-exported for the report)
 
 
@@ -18,7 +19,7 @@ def predict(model: nn.Module, loader: BatchLoader) -> tuple[torch.Tensor, torch.
     model.eval()
     logits, targets = [], []
     for batch in loader.batches():
-        logits.append(model(batch["input"]).float().cpu())
+        logits.append(call_model(model, batch).float().cpu())
         targets.append(batch["target"].cpu())
     model.train(was_training)
     return torch.cat(logits), torch.cat(targets)
@@ -55,12 +56,12 @@ def cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch_size: i
     device = next(model.parameters()).device
     was_training = model.training
     model.eval().to("cpu")
-    inputs = torch.randn(batch_size, *input_shape)
+    batch = {"input": torch.randn(batch_size, *input_shape)}
     for _ in range(3):
-        model(inputs)
+        call_model(model, batch)
     start = time.perf_counter()
     for _ in range(repeats):
-        model(inputs)
+        call_model(model, batch)
     elapsed = (time.perf_counter() - start) / repeats
     model.to(device).train(was_training)
     return elapsed * 1000

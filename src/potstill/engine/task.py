@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from potstill.data.loader import Batch
+from potstill.model_io import call_model
 from potstill.schedules import WeightSchedule
 
 
@@ -42,9 +43,9 @@ class Task:
         modules: the modules, their state_dict names and their copies stay plain."""
         self.compiled = {id(model): torch.compile(model) for model in self.models_to_compile()}
 
-    def run(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-        """model(inputs), through its compiled form when the task was compiled."""
-        return (self.compiled or {}).get(id(model), model)(inputs)
+    def run(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The model's logits on `batch` (potstill.model_io), through its compiled form when the task was compiled."""
+        return call_model(model, batch, (self.compiled or {}).get(id(model)))
 
     @property
     def model(self) -> nn.Module:
@@ -86,7 +87,7 @@ class Supervised(Task):
         return self.module
 
     def step(self, batch: Batch, progress: float) -> StepResult:
-        logits = self.run(self.module, batch["input"])
+        logits = self.run(self.module, batch)
         ce = hard_label_loss(logits, batch["target"], self.label_smoothing)
         return StepResult({"ce": self.weight * ce}, logits, {"ce": self.weight})
 
@@ -102,6 +103,7 @@ class WeightedTerm:
     schedule: WeightSchedule
     pairs: object = "auto"  # the recipe's pairs: a pairing name or a list of PairSpec
     stages: tuple[str, ...] = ("main",)
+    layer_map: str | list[int] = "uniform"  # transformer losses: which teacher layer each student layer learns from
     student_taps: list[str] = field(default_factory=list)
     teacher_taps: list[str] = field(default_factory=list)
 

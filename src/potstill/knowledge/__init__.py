@@ -11,7 +11,7 @@ import pkgutil
 
 from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, Probe
 
-FAMILIES = ("response", "feature", "relation")
+FAMILIES = ("response", "feature", "relation", "transformer")
 
 for _family in FAMILIES:
     _package = importlib.import_module(f"{__name__}.{_family}")

@@ -26,7 +26,17 @@ Outputs = dict
 #   last_stage    the deepest stage end (the last feature map)
 #   middle_stage  one stage end in the middle (FitNets' hint/guided layers)
 #   embedding     the input of the classifier (the penultimate feature vector)
-PAIRINGS = ("none", "stages", "last_stage", "middle_stage", "embedding")
+# and, for transformers (sequences of tokens):
+#   embeddings            one pair: the embedding layer's output (B, L, D)
+#   layers                the hidden state (B, L, D) of each mapped encoder layer (e.g. TinyBERT's g(m) = m*N/M)
+#   attentions            the attention probabilities (B, H, L, L) of each mapped encoder layer
+#   last_layer            one pair: the last encoder layer's hidden state (B, L, D)
+#   last_attention_value  two pairs from the last layer: attention probabilities (B, H, L, L), then
+#                         the value projection's output (B, L, H * d_head)
+PAIRINGS = (
+    "none", "stages", "last_stage", "middle_stage", "embedding",
+    "embeddings", "layers", "attentions", "last_layer", "last_attention_value",
+)
 
 
 @dataclass
@@ -72,6 +82,9 @@ class DistillationLoss(nn.Module):
 
     kind: ClassVar[str] = "response"  # response | feature | relation (knowledge kinds, for docs and listing)
     pairing: ClassVar[str] = "none"  # what `pairs: auto` picks, one of PAIRINGS
+    # what the features must be: "any" (logits only), "image" (feature maps / image features),
+    # "text" (token sequences: hidden states (B, L, D), attention maps (B, H, L, L))
+    modality: ClassVar[str] = "any"
     needs_teacher: ClassVar[bool] = True  # False for a virtual teacher (label smoothing as KD)
     default_weight: ClassVar[float] = 1.0  # the paper's weight, used when the recipe leaves the weight null
     min_pairs: ClassVar[int] = 1  # layer pairs the loss needs (FSP: 2, a matrix between two layers)

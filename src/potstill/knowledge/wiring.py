@@ -19,10 +19,12 @@ from torch import nn
 from potstill.config import to_dict
 from potstill.engine.task import WeightedTerm
 from potstill.errors import PotstillError
+from potstill.encoders import eager_attention, map_layers, require_layout
 from potstill.knowledge.base import LOSSES, Probe
+from potstill.model_io import as_batch, call_model
 from potstill.recipe import DistillSpec, TermSpec
 from potstill.schedules import WeightSchedule
-from potstill.taps import Taps, check_tap_names, dry_run, embedding_tap, pair_by_depth, stage_taps
+from potstill.taps import Taps, check_tap_names, dry_run, embedding_tap, output_element, pair_by_depth, stage_taps
 
 
 def term_specs(spec: DistillSpec) -> list[tuple[str, TermSpec]]:
@@ -37,7 +39,7 @@ def term_specs(spec: DistillSpec) -> list[tuple[str, TermSpec]]:
     return shorthand + [(f"distill.terms[{index}]", term) for index, term in enumerate(spec.terms)]
 
 
-def build_term(term: TermSpec, epochs: int, where: str, name: str) -> WeightedTerm:
+def build_term(term: TermSpec, epochs: int, where: str, name: str, layer_map: str | list[int] = "uniform") -> WeightedTerm:
     kwargs = dict(term.args)
     if term.temperature is not None and "temperature" not in kwargs:
         if "temperature" not in LOSSES.parameters(term.loss):
@@ -49,7 +51,7 @@ def build_term(term: TermSpec, epochs: int, where: str, name: str) -> WeightedTe
         raise PotstillError(f"{where}.pairs: loss '{term.loss}' compares logits only and taps no layers; remove pairs")
     weight = term.weight if term.weight is not None else type(loss).default_weight
     schedule = WeightSchedule(**to_dict(term.schedule), end_epoch=epochs)
-    return WeightedTerm(name, loss, weight, schedule, pairs=term.pairs, stages=tuple(term.stages))
+    return WeightedTerm(name, loss, weight, schedule, pairs=term.pairs, stages=tuple(term.stages), layer_map=layer_map)
 
 
 def build_terms(spec: DistillSpec, epochs: int) -> list[WeightedTerm]:
@@ -59,13 +61,17 @@ def build_terms(spec: DistillSpec, epochs: int) -> list[WeightedTerm]:
     for where, term in term_specs(spec):
         seen[term.loss] = seen.get(term.loss, 0) + 1
         name = term.loss if seen[term.loss] == 1 else f"{term.loss}_{seen[term.loss]}"
-        terms.append(build_term(term, epochs, where, name))
+        terms.append(build_term(term, epochs, where, name, spec.layer_map))
     return terms
 
 
 def check_explicit_pairs(terms: list[WeightedTerm], student: nn.Module, teacher: nn.Module) -> None:
-    """Before any training: every explicitly named layer must exist (nearest names suggested)."""
+    """Before any training: every explicitly named layer must exist (nearest names suggested), and
+    transformer losses must find encoder layers and a valid layer map (from the structure alone)."""
     for term in terms:
+        pairing = type(term.loss).pairing if term.pairs == "auto" else term.pairs
+        if pairing in TRANSFORMER_PAIRINGS:
+            transformer_pairs(pairing, student, teacher, term)
         if isinstance(term.pairs, list):
             check_tap_names(student, [pair.student for pair in term.pairs], f"student (loss {term.name})")
             check_tap_names(teacher, [pair.teacher for pair in term.pairs], f"teacher (loss {term.name})")
@@ -106,12 +112,32 @@ class Layers:
         return self.stages
 
 
+TRANSFORMER_PAIRINGS = ("embeddings", "layers", "attentions", "last_layer", "last_attention_value")
+
+
+def transformer_pairs(pairing: str, student: nn.Module, teacher: nn.Module, term: WeightedTerm) -> list[tuple[str, str]]:
+    """Pairs of encoder taps (potstill.encoders) for a transformer loss, mapped by `term.layer_map`."""
+    s, t = require_layout(student, "student", term.name), require_layout(teacher, "teacher", term.name)
+    if pairing == "embeddings":
+        if not (s.embeddings and t.embeddings):
+            raise PotstillError(f"loss '{term.name}': found no embeddings module (one holding word_embeddings); set pairs explicitly")
+        return [(s.embeddings, t.embeddings)]
+    if pairing == "last_layer":
+        return [(s.layers[-1], t.layers[-1])]
+    if pairing == "last_attention_value":
+        return [(s.attentions[-1], t.attentions[-1]), (s.values[-1], t.values[-1])]
+    mapped = map_layers(len(s.layers), len(t.layers), term.layer_map, term.name)
+    return [(getattr(s, pairing)[i], getattr(t, pairing)[j]) for i, j in mapped]
+
+
 def resolve_pairs(term: WeightedTerm, student: Layers, teacher: Layers) -> list[tuple[str, str]]:
     if isinstance(term.pairs, list):
         return [(pair.student, pair.teacher) for pair in term.pairs]
     pairing = type(term.loss).pairing if term.pairs == "auto" else term.pairs
     if pairing == "none":
         return []
+    if pairing in TRANSFORMER_PAIRINGS:
+        return transformer_pairs(pairing, student.model, teacher.model, term)
     if pairing == "stages":
         return pair_by_depth(student.pick(pairing, term.name), teacher.pick(pairing, term.name))
     return list(zip(student.pick(pairing, term.name), teacher.pick(pairing, term.name)))
@@ -124,7 +150,7 @@ def example_features(model: nn.Module, names: list[str], sample: torch.Tensor, r
     model.eval()
     try:
         with torch.no_grad(), taps.capture() as features:
-            model(sample)
+            call_model(model, as_batch(sample))
     finally:
         model.train(was_training)
     return features
@@ -139,9 +165,13 @@ def connect_terms(
     resolved = {term.name: resolve_pairs(term, student_layers, teacher_layers) for term in terms}
     student_names = sorted({s for pairs in resolved.values() for s, _ in pairs})
     teacher_names = sorted({t for pairs in resolved.values() for _, t in pairs})
+    lines = []
+    for model, names, role in ((student, student_names, "student"), (teacher, teacher_names, "teacher")):
+        if any(output_element(name)[1] is not None for name in names):  # e.g. attention maps
+            switched = eager_attention(model, role)
+            lines += [switched] if switched else []
     student_features = example_features(student, student_names, sample, "student")
     teacher_features = example_features(teacher, teacher_names, sample, "teacher")
-    lines = []
     for term in terms:
         pairs = resolved[term.name]
         minimum = type(term.loss).min_pairs if type(term.loss).pairing != "none" else 0
@@ -153,6 +183,6 @@ def connect_terms(
             term.student_taps, term.teacher_taps, num_classes, num_samples, adapters,
         )
         term.loss.setup(probe)
-        term.loss.to(sample.device)  # adapters and buffers live where the models do
+        term.loss.to(next(iter(as_batch(sample).values())).device)  # adapters and buffers live where the models do
         lines += [f"{term.name}: {probe.label(i)}" for i in range(len(pairs))]
     return lines

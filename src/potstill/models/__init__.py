@@ -109,6 +109,11 @@ def _first_line(error: BaseException) -> str:
     return (str(error).splitlines() or [type(error).__name__])[0][:200]
 
 
+def model_modality(name: str) -> str:
+    """image (input (C, H, W)) or text (token ids (L,)): what data a registered model takes."""
+    return getattr(MODELS.get(name), "modality", "image")
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of parameters (trainable or not) in `model`."""
     return sum(parameter.numel() for parameter in model.parameters())
@@ -206,6 +211,6 @@ def kaiming_init(model: nn.Module) -> None:
 
 
 # Imported last, for their registration side effect: they need MODELS and the checks above.
-from potstill.models import cnn, mlp, resnet_cifar, wrn  # noqa: F401
+from potstill.models import cnn, hf, mlp, resnet_cifar, wrn  # noqa: F401
 
-__all__ = ["MODELS", "count_parameters", "create_model"]
+__all__ = ["MODELS", "count_parameters", "create_model", "model_modality"]

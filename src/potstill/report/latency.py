@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from potstill.model_io import call_model
 from potstill.recipe import ReportSpec
 
 WARMUP_ROUNDS = 3  # untimed rounds first: allocator, caches and lazy initialisation settle
@@ -27,7 +28,7 @@ TIMER_NOISE_MS = 0.05  # a spread narrower than this is scheduler and timer jitt
 @torch.inference_mode()
 def time_models(
     models: Sequence[tuple[str, nn.Module]],
-    input_shape: Sequence[int],
+    inputs: Sequence[int] | Callable[[int, torch.Generator], dict[str, torch.Tensor]],
     batch_sizes: Sequence[int],
     repeats: int,
     warmup: int = WARMUP_ROUNDS,
@@ -35,7 +36,9 @@ def time_models(
 ) -> dict[str, dict[int, list[float]]]:
     """Milliseconds of single forward passes on the CPU: result[role][batch_size] holds `repeats`
     values. Each round runs every model once, in the order given; the first `warmup` rounds are
-    not kept. Models come back on their device and in their train/eval mode; the global RNG is
+    not kept. `inputs`: an input shape (C, H, W) for random images, or a function (batch size,
+    generator) -> the model inputs of one batch (`DataSplits.example_batch`: real token ids for
+    text). Models come back on their device and in their train/eval mode; the global RNG is
     left alone (the inputs come from a private generator)."""
     roles = [role for role, _ in models]
     if len(set(roles)) != len(roles):
@@ -47,11 +50,11 @@ def time_models(
         for _, model in models:
             model.eval().to("cpu")
         for batch_size in batch_sizes:
-            inputs = torch.randn(batch_size, *input_shape, generator=generator)  # (B, *input_shape)
+            batch = example_batch(inputs, batch_size, generator)
             for round_index in range(warmup + repeats):
                 for role, model in models:
                     start = clock()
-                    model(inputs)
+                    call_model(model, batch)
                     elapsed = clock() - start
                     if round_index >= warmup:
                         samples[role][batch_size].append(1000 * elapsed)
@@ -59,6 +62,12 @@ def time_models(
         for model, device, training in modes:
             model.to(device).train(training)
     return samples
+
+
+def example_batch(inputs, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    if callable(inputs):
+        return {name: value.cpu() for name, value in inputs(batch_size, generator).items()}
+    return {"input": torch.randn(batch_size, *inputs, generator=generator)}  # (B, *input_shape)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -90,11 +99,11 @@ def latency_fields(samples: dict[int, list[float]], batch_size: int) -> dict[str
 
 
 def measure_latency(
-    models: Sequence[tuple[str, nn.Module]], input_shape: Sequence[int], report: ReportSpec
+    models: Sequence[tuple[str, nn.Module]], inputs, report: ReportSpec
 ) -> dict[str, dict[str, Any]]:
-    """Each model's latency fields, all models timed in the same interleaved rounds."""
+    """Each model's latency fields, all models timed in the same interleaved rounds (`inputs` as in time_models)."""
     batch_sizes = sorted({1, report.latency_batch_size})
-    samples = time_models(models, input_shape, batch_sizes, report.latency_repeats)
+    samples = time_models(models, inputs, batch_sizes, report.latency_repeats)
     return {role: latency_fields(samples[role], report.latency_batch_size) for role, _ in models}
 
 

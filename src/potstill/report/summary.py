@@ -51,7 +51,7 @@ def model_row(
         "ece": expected_calibration_error(logits, targets, report.ece_bins),
         "params": count_parameters(model),
         "size_bytes": weights_file.stat().st_size if weights_file is not None and weights_file.is_file() else None,
-        **(latency or measure_latency([(role, model)], bench.splits.input_shape, report)[role]),
+        **(latency or measure_latency([(role, model)], bench.splits.example_batch, report)[role]),
         "train_time_s": train_time_s,
     }
     return row, logits

@@ -22,7 +22,7 @@ from potstill.schemes.base import SCHEMES, Scheme
 from potstill.schemes.offline import named
 
 if TYPE_CHECKING:
-    from potstill.pipeline import Runner
+    from potstill.schemes.workshop import Workshop
 
 
 @SCHEMES.register("assistant")
@@ -46,7 +46,7 @@ class Assistant(Scheme):
                 "is a teacher too; use pairs: auto (paired by relative depth for every link)"
             )
 
-    def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         recipe = runner.recipe
         student_init = student if student is not None else runner.student()
         if teacher is None:

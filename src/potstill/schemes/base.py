@@ -24,7 +24,7 @@ from potstill.knowledge import LOSSES
 from potstill.registry import Registry
 
 if TYPE_CHECKING:
-    from potstill.pipeline import Runner
+    from potstill.schemes.workshop import Workshop
     from potstill.recipe import Recipe
 
 SCHEMES = Registry("scheme")
@@ -73,13 +73,18 @@ class Scheme:
                 f"distill.init_epochs: scheme '{self.name}' has no feature-initialisation stage; set init_epochs: 0 and "
                 "remove stages: [init] from the terms (the offline, assistant and born_again schemes run it)"
             )
+        if recipe.student is not None and recipe.student.init is not None and self.name != "offline":
+            raise PotstillError(
+                f"student.init: scheme '{self.name}' does not start its student from the teacher's weights; remove "
+                "student.init or use scheme: offline"
+            )
         if not self.refines and recipe.refine.epochs > 0:
             raise PotstillError(
                 f"refine.epochs: scheme '{self.name}' has no refinement phase (its student alone would train "
                 f"{recipe.refine.epochs} epochs more than it); set refine.epochs: 0 or use scheme: offline"
             )
 
-    def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         """Train every stage; return (role, model) pairs for the report, in table order.
         `teacher` / `student`: models handed in from Python, replacing the recipe's."""
         raise NotImplementedError

@@ -19,7 +19,7 @@ from potstill.schemes.base import SCHEMES, Scheme
 from potstill.schemes.offline import named
 
 if TYPE_CHECKING:
-    from potstill.pipeline import Runner
+    from potstill.schemes.workshop import Workshop
 
 
 @SCHEMES.register("born_again")
@@ -44,7 +44,7 @@ class BornAgain(Scheme):
                 "set distill.baseline: true or add a teacher"
             )
 
-    def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         recipe = runner.recipe
         if student is not None:
             raise PotstillError("scheme 'born_again' builds every generation from the recipe's student section; set student in the recipe")
@@ -69,7 +69,7 @@ class BornAgain(Scheme):
         return models
 
     @staticmethod
-    def saved_generation(runner: Runner, stage: str) -> nn.Module:
+    def saved_generation(runner: Workshop, stage: str) -> nn.Module:
         """A finished generation rebuilt from the student spec and its model.safetensors."""
         model = runner.build(runner.recipe.student, stage)
         return runner.load_weights(model, runner.run.stage(stage) / "model.safetensors", f"{stage} (teacher)")

@@ -27,12 +27,13 @@ from potstill.data.loader import Batch
 from potstill.engine.metrics import count_parameters
 from potstill.engine.task import StepResult, Task, WeightedTerm, hard_label_loss
 from potstill.errors import PotstillError
+from potstill.model_io import WHOLE_BATCH, attach_io, call_model
 from potstill.schemes.base import SCHEMES, Scheme
 from potstill.schemes.offline import named
 from potstill.taps import Taps, check_tap_names, dry_run, stage_taps
 
 if TYPE_CHECKING:
-    from potstill.pipeline import Runner
+    from potstill.schemes.workshop import Workshop
 
 
 class ExitHead(nn.Module):
@@ -71,8 +72,9 @@ class EarlyExit(nn.Module):
     def __init__(self, trunk: nn.Module, head: ExitHead, exit: str) -> None:
         super().__init__()
         self.trunk, self.head, self.exit = trunk, head, exit
+        attach_io(self, WHOLE_BATCH)  # the trunk is called with its own convention
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         captured = {}
 
         def stop(_module, _inputs, output):
@@ -81,14 +83,14 @@ class EarlyExit(nn.Module):
 
         handle = self.trunk.get_submodule(self.exit).register_forward_hook(stop)
         try:
-            self.trunk(inputs)
+            call_model(self.trunk, batch)
         except _Exited:
             pass
         finally:
             handle.remove()
         return self.head(captured["features"])[1]
 
-    def used_parameters(self, sample: torch.Tensor) -> int:
+    def used_parameters(self, sample: dict[str, torch.Tensor]) -> int:
         """Parameters of the trunk modules that run before the exit, plus the head's."""
         ran: dict[int, nn.Module] = {}
 
@@ -99,7 +101,7 @@ class EarlyExit(nn.Module):
         was_training = self.training
         try:
             with torch.no_grad():
-                self.eval()(sample)
+                call_model(self.eval(), sample)
         finally:
             self.train(was_training)
             for handle in handles:
@@ -134,7 +136,7 @@ class SelfDistillation(Task):
     def step(self, batch: Batch, progress: float) -> StepResult:
         targets = batch["target"]
         with self.taps.capture() as features:
-            logits = self.run(self.model, batch["input"])  # (B, K): the deepest classifier
+            logits = self.run(self.model, batch)  # (B, K): the deepest classifier
         deepest_logits, deepest_features = logits.detach(), features[self.deepest].detach()
         terms = {"ce": hard_label_loss(logits, targets, self.label_smoothing)}
         weights = {"ce": 1.0}
@@ -171,9 +173,9 @@ class BeYourOwnTeacher(Scheme):
         self.built: dict[str, EarlyExit] = {}
         self.sample: torch.Tensor | None = None
 
-    def sections(self, runner: Runner, student: nn.Module) -> tuple[list[str], str, dict[str, tuple[int, ...]]]:
+    def sections(self, runner: Workshop, student: nn.Module) -> tuple[list[str], str, dict[str, tuple[int, ...]]]:
         """The exits, the deepest layer and every layer's output shape (one sample, no batch axis)."""
-        self.sample = runner.sample_inputs()[:2]
+        self.sample = {name: value[:2] for name, value in runner.sample_inputs().items()}
         infos, _ = dry_run(student, self.sample)
         stages = stage_taps(student, infos)
         exits = stages[:-1] if self.exits == "auto" else list(self.exits)
@@ -191,7 +193,7 @@ class BeYourOwnTeacher(Scheme):
             raise PotstillError(f"scheme 'byot': every exit must come before the deepest layer '{deepest}'; exits: {exits}")
         return exits, deepest, {info.name: info.shape[1:] for info in infos}
 
-    def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         recipe = runner.recipe
         student_init = student if student is not None else runner.student()
         exits, deepest, shapes = self.sections(runner, student_init)

@@ -25,12 +25,13 @@ from torch import nn
 
 from potstill.data.loader import Batch
 from potstill.engine.task import WeightedTerm
+from potstill.model_io import WHOLE_BATCH, attach_io, call_model
 from potstill.errors import PotstillError
 from potstill.schemes.base import SCHEMES, Scheme
 from potstill.schemes.offline import OfflineDistillation, freeze, frozen_forward, named
 
 if TYPE_CHECKING:
-    from potstill.pipeline import Runner
+    from potstill.schemes.workshop import Workshop
 
 Rule = Literal["mean", "weights", "confidence"]
 
@@ -62,12 +63,13 @@ class TeacherEnsemble(nn.Module):
         super().__init__()
         self.teachers = nn.ModuleList(teachers)
         self.rule, self.fixed = rule, fixed
+        attach_io(self, WHOLE_BATCH)  # each teacher is called with its own convention
 
-    def every_teacher(self, inputs: torch.Tensor) -> torch.Tensor:
-        return torch.stack([teacher(inputs) for teacher in self.teachers])  # (M, B, K)
+    def every_teacher(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack([call_model(teacher, batch) for teacher in self.teachers])  # (M, B, K)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return combine(self.every_teacher(inputs), 1.0, self.rule, self.fixed)
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return combine(self.every_teacher(batch), 1.0, self.rule, self.fixed)
 
 
 class MultiTeacherDistillation(OfflineDistillation):
@@ -83,7 +85,7 @@ class MultiTeacherDistillation(OfflineDistillation):
 
     def teacher_outputs(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with self.timed("teacher"):  # (M, B, K): every teacher's logits
-            return frozen_forward(self.ensemble, None, batch["input"], self.ensemble.every_teacher)
+            return frozen_forward(self.ensemble, None, batch, self.ensemble.every_teacher)
 
     def teacher_view(self, term: WeightedTerm, logits: torch.Tensor, features: dict[str, torch.Tensor]) -> dict:
         temperature = float(getattr(term.loss, "temperature", 1.0))
@@ -119,7 +121,7 @@ class MultiTeacher(Scheme):
         if self.rule != "weights" and self.weights is not None:
             raise PotstillError(f"scheme.args.weights is used only with combine: weights (combine is {self.rule}); remove it")
 
-    def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         recipe = runner.recipe
         teachers = []
         for index, spec in enumerate(recipe.scheme.teachers, start=1):

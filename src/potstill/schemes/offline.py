@@ -20,12 +20,13 @@ from potstill.cache.reader import TeacherCache
 from potstill.data.loader import Batch
 from potstill.engine.task import StepResult, Task, WeightedTerm, hard_label_loss
 from potstill.errors import PotstillError
+from potstill.model_io import call_model
 from potstill.knowledge.wiring import check_explicit_pairs
 from potstill.schemes.base import SCHEMES, Scheme, needs_teacher
 from potstill.taps import Taps
 
 if TYPE_CHECKING:
-    from potstill.pipeline import Runner
+    from potstill.schemes.workshop import Workshop
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -42,13 +43,13 @@ def tapped(terms: list[WeightedTerm], role: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def frozen_forward(teacher: nn.Module, taps: Taps | None, inputs: torch.Tensor, forward=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def frozen_forward(teacher: nn.Module, taps: Taps | None, batch: Batch, forward=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The teacher's logits and tapped features (none without `taps`), never tracked by autograd.
     `forward`: what to call instead of the teacher (its compiled form, every teacher of an ensemble)."""
     teacher.eval()  # the loop calls module.train(); the teacher is not part of it
     capture = taps.capture() if taps is not None else contextlib.nullcontext({})
     with torch.inference_mode(), capture as features:
-        logits = (forward or teacher)(inputs)
+        logits = call_model(teacher, batch, forward)
     # clone() outside inference mode makes normal tensors that autograd may save for backward
     return logits.clone(), {name: value.clone() for name, value in features.items()}
 
@@ -100,7 +101,7 @@ class OfflineDistillation(Task):
             if self.cache is not None:
                 return self.cache.outputs(batch["index"], batch["view"])
             forward = (self.compiled or {}).get(id(self.teacher))
-            return frozen_forward(self.teacher, self.teacher_taps, batch["input"], forward)
+            return frozen_forward(self.teacher, self.teacher_taps, batch, forward)
 
     def teacher_view(self, term: WeightedTerm, logits: torch.Tensor, features: dict[str, torch.Tensor]) -> dict:
         """What term `term` sees of the teacher (a multi-teacher scheme combines several here)."""
@@ -113,7 +114,7 @@ class OfflineDistillation(Task):
         needs_teacher = any(type(term.loss).needs_teacher for term in active)
         teacher_logits, teacher_features = self.teacher_outputs(batch) if needs_teacher else (None, {})
         with self.student_taps.capture() as student_features:
-            logits = self.run(self.model, batch["input"])
+            logits = self.run(self.model, batch)
         terms = {}
         if self.alpha > 0 or not active:  # alpha 0 (FitNets' hint stage): no CE, so the classifier gets no gradient
             terms["ce"] = self.alpha * hard_label_loss(logits, batch["target"], self.label_smoothing)
@@ -131,7 +132,7 @@ class Offline(Scheme):
     staged = True
     refines = True
 
-    def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         recipe, terms = runner.recipe, runner.terms()
         student_init = student if student is not None else runner.student()
         teacher_free = teacher is None and recipe.teacher is None and not needs_teacher(terms)
@@ -139,6 +140,7 @@ class Offline(Scheme):
             # fail on a misspelt layer before the teacher trains; the skeleton costs one constructor call
             check_explicit_pairs(terms, student_init, teacher if teacher is not None else runner.teacher_skeleton())
             teacher = teacher if teacher is not None else runner.teacher()
+            runner.initialise(student_init, teacher)
         models = [] if teacher_free else [("teacher", teacher)]
         models += named("baseline", runner.baseline(student_init))
         distilled = runner.transfer("student", student_init, None if teacher_free else teacher)

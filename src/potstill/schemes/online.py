@@ -25,7 +25,7 @@ from potstill.schemes.base import SCHEMES, Scheme
 from potstill.schemes.offline import named
 
 if TYPE_CHECKING:
-    from potstill.pipeline import Runner
+    from potstill.schemes.workshop import Workshop
 
 
 class PeerLearning(Task):
@@ -61,7 +61,7 @@ class PeerLearning(Task):
         return [other for key, other in logits.items() if key != name]
 
     def step(self, batch: Batch, progress: float) -> StepResult:
-        logits = {name: self.run(peer, batch["input"]) for name, peer in self.peers.items()}  # each (B, K)
+        logits = {name: self.run(peer, batch) for name, peer in self.peers.items()}  # each (B, K)
         detached = {name: value.detach() for name, value in logits.items()}
         terms: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
@@ -99,7 +99,7 @@ class Online(Scheme):
                 f"scheme '{self.name}' needs at least one peer beside the student; add scheme.peers, e.g. peers: [{{name: cnn}}]"
             )
 
-    def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         recipe = runner.recipe
         student_init = student if student is not None else runner.student()
         peers = {"student": student_init}

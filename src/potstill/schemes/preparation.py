@@ -27,7 +27,7 @@ class Preparation(Task):
         return self.module
 
     def step(self, batch: Batch, progress: float) -> StepResult:
-        logits, features = frozen_forward(self.teacher, self.teacher_taps, batch["input"])
+        logits, features = frozen_forward(self.teacher, self.teacher_taps, batch)
         terms = {
             f"{term.name}_prepare": term.loss.preparation_loss(term.view(logits, features, "teacher"))
             for term in self.terms

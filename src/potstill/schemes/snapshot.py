@@ -28,7 +28,7 @@ from potstill.schemes.base import SCHEMES, Scheme
 from potstill.schemes.offline import freeze, frozen_forward, named
 
 if TYPE_CHECKING:
-    from potstill.pipeline import Runner
+    from potstill.schemes.workshop import Workshop
 
 Source = Literal["last_epoch", "ema"]
 
@@ -81,11 +81,11 @@ class SnapshotDistillation(Task):
         self.update_teacher(epoch)
         on = epoch >= self.start_epoch
         weights = {"ce": self.alpha} | {term.name: term.weight_at(progress) if on else 0.0 for term in self.terms}
-        logits = self.run(self.model, batch["input"])  # (B, K)
+        logits = self.run(self.model, batch)  # (B, K)
         terms = {"ce": self.alpha * hard_label_loss(logits, batch["target"], self.label_smoothing)}
         active = [term for term in self.terms if weights[term.name] > 0]
         if active:
-            teacher_logits, _ = frozen_forward(self.teacher.model, None, batch["input"])
+            teacher_logits, _ = frozen_forward(self.teacher.model, None, batch)
             for term in active:
                 terms[term.name] = weights[term.name] * term.on_logits(logits, teacher_logits, batch)
         return StepResult(terms, logits, weights)
@@ -117,7 +117,7 @@ class Snapshot(Scheme):
                 "distil; lower start_epoch or train longer"
             )
 
-    def run(self, runner: Runner, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         recipe = runner.recipe
         student_init = student if student is not None else runner.student()
         models = named("baseline", runner.baseline(student_init))

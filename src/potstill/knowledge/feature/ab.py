@@ -29,6 +29,7 @@ class ActivationBoundaries(DistillationLoss):
 
     kind = "feature"
     pairing = "stages"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 3e-3
 
     def __init__(self, margin: float = 1.0) -> None:

@@ -49,6 +49,7 @@ class AttentionTransfer(DistillationLoss):
 
     kind = "feature"
     pairing = "stages"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 1000.0
 
     def __init__(self, p: float = 2.0, resize: Resize = "features") -> None:

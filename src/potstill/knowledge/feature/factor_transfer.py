@@ -55,6 +55,7 @@ class FactorTransfer(DistillationLoss):
 
     kind = "feature"
     pairing = "last_stage"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 500.0
 
     def __init__(self, rate: float = 0.5, paraphraser_epochs: int = 30) -> None:

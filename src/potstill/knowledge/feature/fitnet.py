@@ -26,6 +26,7 @@ class FitNet(DistillationLoss):
 
     kind = "feature"
     pairing = "middle_stage"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 100.0
 
     def setup(self, probe: Probe) -> None:

@@ -26,6 +26,7 @@ class NST(DistillationLoss):
 
     kind = "feature"
     pairing = "stages"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 50.0
 
     def __init__(self, degree: int = 2, constant: float = 0.0) -> None:

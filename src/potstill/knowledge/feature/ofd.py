@@ -43,6 +43,7 @@ class OFD(DistillationLoss):
 
     kind = "feature"
     pairing = "stages"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 1e-3
 
     def setup(self, probe: Probe) -> None:

@@ -42,6 +42,7 @@ class VID(DistillationLoss):
 
     kind = "feature"
     pairing = "stages"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 1.0
 
     def __init__(self, init_variance: float = 5.0, eps: float = 1e-5) -> None:

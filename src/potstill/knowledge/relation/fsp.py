@@ -41,6 +41,7 @@ class FSP(DistillationLoss):
 
     kind = "relation"
     pairing = "stages"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 1.0
     min_pairs = 2
 

@@ -39,6 +39,7 @@ class IRG(DistillationLoss):
 
     kind = "relation"
     pairing = "stages"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 1.0
 
     def __init__(self, vertex_weight: float = 0.1, edge_weight: float = 5.0, transform_weight: float = 5.0) -> None:

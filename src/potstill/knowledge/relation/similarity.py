@@ -29,6 +29,7 @@ class SimilarityPreserving(DistillationLoss):
 
     kind = "relation"
     pairing = "last_stage"
+    modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 3000.0
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
