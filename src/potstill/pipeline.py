@@ -129,13 +129,14 @@ class Runner(CacheSteps):
             raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
         return build_model(self.recipe.student, self.bench, "student", self.recipe.seed)
 
-    def initialise(self, student: nn.Module, teacher: nn.Module) -> None:
-        """student.init: the student starts from the teacher's weights (before the baseline copies it)."""
+    def initialise(self, student: nn.Module, teacher: nn.Module, quiet: bool = False) -> None:
+        """student.init: the student starts from the teacher's weights (before the baseline copies
+        it). `quiet`: a rehearsal on the teacher's architecture, to fail before anything trains."""
         spec = self.recipe.student.init if self.recipe.student is not None else None
         if spec is None:
             return
         lines = init_from_teacher(student, teacher, layers=spec.layers, method=spec.method, container=spec.container)
-        for line in lines:
+        for line in [] if quiet else lines:
             self.reporter.message(f"init   {line}")
 
     def write_description(self) -> None:

@@ -65,7 +65,7 @@ class Preprocessing:
 
     def describe(self) -> str:
         if self.identity:
-            return "none (raw inputs)"
+            return "token ids from its tokenizer" if self.source == "tokenizer" else "none (raw inputs)"
         numbers = ", ".join(f"{m:.4g}/{s:.4g}" for m, s in zip(self.mean, self.std))
         return f"(x - mean) / std per channel, mean/std {numbers} ({self.source})"
 

@@ -54,10 +54,14 @@ def check_teacher(teacher: nn.Module, role: str, evaluate: Callable[[nn.Module],
     if not problems:
         say(f"{role}: {100 * accuracy:.2f}% on the test split; distilling from it")
         return accuracy
+    preprocessing = preprocessing_of(teacher)
+    if preprocessing.source == "tokenizer":  # text: ids from the data's tokenizer, checked against the model's
+        inputs = "an under-trained or wrong checkpoint (fine-tune it first: potstill train)"
+    else:
+        inputs = (f"its input preprocessing (it sees {preprocessing.describe()}; set teacher.model.preprocess to what "
+                  "it was trained with: none, dataset, or {mean: [...], std: [...]}), a wrong checkpoint")
     message = (
-        f"the {role} {'; '.join(problems)}. Likely causes: its input preprocessing (it sees "
-        f"{preprocessing_of(teacher).describe()}; set teacher.model.preprocess to what it was trained with: none, "
-        "dataset, or {mean: [...], std: [...]}), a wrong checkpoint, or a class order different from the data's. "
+        f"the {role} {'; '.join(problems)}. Likely causes: {inputs}, or a class order different from the data's. "
         "Fix that, or set distill.teacher_check: warn to distil from it anyway"
     )
     if mode == "refuse":

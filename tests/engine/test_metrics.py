@@ -158,3 +158,13 @@ def test_cpu_latency_is_positive_and_leaves_the_model_as_it_was():
     model = nn.Linear(3, 2).train()
     milliseconds = cpu_latency_ms(model, (3,), batch_size=4, repeats=2)
     assert milliseconds > 0 and model.training and next(model.parameters()).device.type == "cpu"
+
+
+def test_macro_f1_against_a_hand_worked_case():
+    """targets 0 0 1 2, predictions 0 1 1 1: class 0 F1 = 2*1/(1+2) = 2/3, class 1 = 2*1/(3+1) = 1/2,
+    class 2 = 0 (never predicted): mean 7/18."""
+    from potstill.engine.metrics import macro_f1
+
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 1, 1, 1]), 3).float()
+    assert macro_f1(logits, torch.tensor([0, 0, 1, 2])) == pytest.approx(7 / 18)
+    assert macro_f1(logits, torch.tensor([0, 1, 1, 1])) == pytest.approx(1.0)

@@ -50,6 +50,7 @@ def test_kd_on_text_reports_what_image_runs_report(tmp_path, capsys, tiny_tokeni
     assert teacher["test_acc"] > 0.6  # three topics of disjoint words: an easy task
     assert all(row["latency_batch1_ms"] > 0 and row["params"] > 0 for row in summary["models"])
     assert summary["data"]["input_shape"] == [12] and summary["data"]["num_classes"] == 3
+    assert (tmp_path / "run" / "teacher_cache" / "manifest.json").is_file()  # logits of token batches cached too
 
 
 @pytest.mark.parametrize("terms, shown", [
@@ -168,3 +169,22 @@ def test_any_transformers_model_and_numpy_token_ids_from_python(tmp_path):
     assert [row["role"] for row in result.summary["models"]] == ["teacher", "baseline", "student"]
     assert np.array_equal(ids, before)
     assert result.summary["data"]["input_shape"] == [8]
+
+
+def test_image_students_initialise_from_the_teacher_too(tmp_path, capsys):
+    """Weight selection on potstill's own MLPs: 32 -> 16 wide, the baseline starts from the same weights."""
+    from tests.conftest import tiny_recipe
+
+    recipe = tiny_recipe(teacher__model={"name": "mlp", "args": {"hidden": [32, 32]}}, student__args={"hidden": [16, 16]},
+                         student__init={"method": "select"})
+    summary, log = distill(tmp_path, capsys, recipe)
+    assert "selected (32 -> 16" in log or "32 -> 16" in log
+    baseline, student = (tmp_path / "run" / "baseline"), (tmp_path / "run" / "student")
+    assert baseline.is_dir() and student.is_dir()
+
+
+def test_an_init_that_cannot_fit_fails_before_the_teacher_trains(tmp_path, capsys):
+    from tests.conftest import tiny_recipe
+
+    recipe = tiny_recipe(student__init={"method": "select"})  # small_cnn teacher, mlp student: no names in common
+    user_error(tmp_path, capsys, recipe, "cannot initialise the student", "hidden1.linear.weight (16, 64) vs teacher: missing")

@@ -30,6 +30,19 @@ def accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float((logits.argmax(dim=1) == targets).float().mean())
 
 
+def macro_f1(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Macro-averaged F1: each class's F1 = 2TP / (predicted + actual) (= 2PR / (P + R); 0 with no
+    true positive), averaged over the classes that occur in `targets` or in the predictions."""
+    predicted = logits.argmax(dim=1)
+    classes = torch.unique(torch.cat([targets, predicted]))
+    scores = []
+    for label in classes:
+        true_positive = float(((predicted == label) & (targets == label)).sum())
+        predicted_count, actual_count = float((predicted == label).sum()), float((targets == label).sum())
+        scores.append(2 * true_positive / (predicted_count + actual_count))  # = 2PR / (P + R)
+    return sum(scores) / len(scores)
+
+
 def agreement(logits: torch.Tensor, reference_logits: torch.Tensor) -> float:
     """Fraction of samples where two models predict the same class."""
     return float((logits.argmax(dim=1) == reference_logits.argmax(dim=1)).float().mean())

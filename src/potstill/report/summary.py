@@ -14,6 +14,7 @@ from potstill.engine.metrics import (
     agreement,
     count_parameters,
     expected_calibration_error,
+    macro_f1,
     predict,
 )
 from potstill.recipe import ReportSpec
@@ -47,6 +48,7 @@ def model_row(
         "title": ROLE_TITLES.get(role, role),
         "model": type(model).__name__,
         "test_acc": accuracy(logits, targets),
+        "macro_f1": macro_f1(logits, targets),  # per-class F1, averaged: unbalanced classes count alike
         "teacher_agreement": agreement(logits, teacher_logits) if teacher_logits is not None else None,
         "ece": expected_calibration_error(logits, targets, report.ece_bins),
         "params": count_parameters(model),

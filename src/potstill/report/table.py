@@ -140,8 +140,8 @@ def render_table(summary: dict[str, Any], console: Console | None = None) -> Non
         for line in _blocks(summary):
             console.print(line, highlight=False, markup=False)
     repeats = summary["models"][0].get("latency_repeats") if summary["models"] else None
-    latency = (f"median CPU milliseconds of one forward pass of N images (p10-p90 over {repeats} interleaved rounds)"
-               if repeats else "CPU milliseconds of one forward pass of N images")  # summaries from before the spread
+    latency = (f"median CPU milliseconds of one forward pass of N samples (p10-p90 over {repeats} interleaved rounds)"
+               if repeats else "CPU milliseconds of one forward pass of N samples")  # summaries from before the spread
     console.print(f"agree: same top-1 class as the teacher; ECE: expected calibration error; ms b=N: {latency}",
                   highlight=False, markup=False)
     if summary.get("terms"):

@@ -11,6 +11,7 @@ then each batch carries the sample indices and views whose outputs the cache hol
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import TYPE_CHECKING
 
 import torch
@@ -138,7 +139,9 @@ class Offline(Scheme):
         teacher_free = teacher is None and recipe.teacher is None and not needs_teacher(terms)
         if not teacher_free:
             # fail on a misspelt layer before the teacher trains; the skeleton costs one constructor call
-            check_explicit_pairs(terms, student_init, teacher if teacher is not None else runner.teacher_skeleton())
+            skeleton = teacher if teacher is not None else runner.teacher_skeleton()
+            check_explicit_pairs(terms, student_init, skeleton)
+            runner.initialise(copy.deepcopy(student_init), skeleton, quiet=True)  # student.init fits, before the teacher trains
             teacher = teacher if teacher is not None else runner.teacher()
             runner.initialise(student_init, teacher)
         models = [] if teacher_free else [("teacher", teacher)]

@@ -40,7 +40,7 @@ class Workshop(Protocol):
     def student(self) -> nn.Module:
         """A fresh student of the recipe."""
 
-    def initialise(self, student: nn.Module, teacher: nn.Module) -> None:
+    def initialise(self, student: nn.Module, teacher: nn.Module, quiet: bool = False) -> None:
         """student.init: start the student from the teacher's weights."""
 
     def build(self, spec: ModelSpec, role: str, seed: int | None = None) -> nn.Module:

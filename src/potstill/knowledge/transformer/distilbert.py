@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from potstill.errors import PotstillError
 from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, Probe, check_non_negative, check_positive
 from potstill.knowledge.response.kd import soft_target_kl
-from potstill.knowledge.transformer.tokens import HIDDEN, check_sequences, token_mask
+from potstill.knowledge.transformer.sequences import HIDDEN, check_sequences, token_mask
 
 
 def check_widths(loss: str, student: torch.Tensor, teacher: torch.Tensor) -> None:

@@ -24,7 +24,7 @@ import torch
 from potstill.errors import PotstillError
 from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, Probe
 from potstill.knowledge.transformer.tinybert_attention import check_heads
-from potstill.knowledge.transformer.tokens import token_mask
+from potstill.knowledge.transformer.sequences import token_mask
 
 
 def check_values(loss: str, attention: torch.Tensor, values: torch.Tensor, role: str) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from potstill.errors import PotstillError
 from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, Probe
-from potstill.knowledge.transformer.tokens import ATTENTION, check_sequences, rows_mse, token_mask
+from potstill.knowledge.transformer.sequences import ATTENTION, check_sequences, rows_mse, token_mask
 
 
 def check_heads(loss: str, student: torch.Tensor, teacher: torch.Tensor) -> None:

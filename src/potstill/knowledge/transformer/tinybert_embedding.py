@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, Probe
-from potstill.knowledge.transformer.tokens import HIDDEN, check_sequences, rows_mse, token_mask, width_projection
+from potstill.knowledge.transformer.sequences import HIDDEN, check_sequences, rows_mse, token_mask, width_projection
 
 
 @LOSSES.register("tinybert_embedding")
