@@ -12,7 +12,7 @@ Students (all 3 encoder layers, 12 heads, the teacher's tokenizer):
 Arms: alone (the `kd` run's baseline: same initial weights, seed and budget), kd (T = 2, alpha = beta = 0.5),
 distilbert (triple loss; equal widths only), tinybert (1 epoch of embedding + hidden + attention
 losses, then the prediction loss: one epoch more than the others, as the paper's two stages),
-minilm (last-layer attention + value relations, + kd). Every run folder is a normal potstill run;
+minilm (last-layer attention + value relations, + kd). The random-init controls run alone and kd. Every run folder is a normal potstill run;
 finished runs are skipped, so a killed benchmark continues where it stopped.
 
 Accuracy and macro-F1 are the test split's after the last epoch, mean ± std (sample std) over
@@ -33,8 +33,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = {"name": "fortunes", "args": {"tokenizer": "minilm-l6", "max_length": 128}, "batch_size": 32, "eval_batch_size": 128}
-TRAIN = {"epochs": 3, "optimizer": "adamw", "lr": 1.0e-4, "weight_decay": 0.01, "scheduler": "onecycle"}
+# A CPU budget: the students train on a seeded 1,200-quote subset (about 200 per topic) for 2 epochs;
+# the teacher was fine-tuned on all 2,850; every model is measured on all 713 test quotes.
+DATA = {"name": "fortunes", "args": {"tokenizer": "minilm-l6", "max_length": 128}, "batch_size": 32, "eval_batch_size": 128,
+        "train_size": 1200}
+TRAIN = {"epochs": 2, "optimizer": "adamw", "lr": 1.0e-4, "weight_decay": 0.01, "scheduler": "onecycle"}
 WIDE = {"layers": 3, "hidden": 384, "heads": 12, "intermediate": 1536, "tokenizer": "minilm-l6"}
 NARROW = {"layers": 3, "hidden": 192, "heads": 12, "intermediate": 768, "tokenizer": "minilm-l6"}
 STUDENTS = {
@@ -51,11 +54,11 @@ ARMS = {
         {"loss": name, "weight": 1.0, "stages": ["init"]} for name in ("tinybert_embedding", "tinybert_hidden", "tinybert_attention")]},
     "minilm": {**KD, "terms": [{"loss": "minilm", "weight": 1.0}]},
 }
-PLAN = {  # which arms run for which student (distilbert needs the teacher's width)
+PLAN = {  # which arms run for which student (distilbert needs the teacher's width; the random controls get KD only, for time)
     "layers_from_teacher": ["kd", "distilbert", "tinybert", "minilm"],
     "narrow_selected": ["kd", "tinybert", "minilm"],
-    "layers_random": ["kd", "distilbert", "tinybert", "minilm"],
-    "narrow_random": ["kd", "tinybert", "minilm"],
+    "layers_random": ["kd"],
+    "narrow_random": ["kd"],
 }
 
 
