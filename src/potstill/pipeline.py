@@ -78,7 +78,8 @@ class Runner(CacheSteps):
             task.compile()
         torch.manual_seed(seed)
         loader = self.bench.train_loader(seed, views=views, channels_last=engine.channels_last)
-        stage = Stage(name, task, spec, loader, evaluate or self.bench.evaluate, seed, self.callbacks, engine, recipe_stamp(self.recipe))
+        stage = Stage(name, task, spec, loader, evaluate or self.bench.evaluate, seed, self.callbacks, engine, recipe_stamp(self.recipe),
+                      self.bench.measures)
         return fit(stage, self.run, self.reporter, resume=self.resume)
 
     def load_finished(self, name: str, task) -> bool:

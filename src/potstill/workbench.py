@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from potstill.data import Augment, BatchLoader, DataSplits
-from potstill.engine.metrics import accuracy, predict
+from potstill.engine.tasks import TASKS, Classification
 from potstill.errors import PotstillError
 from potstill.models.hf import text_record
 from potstill.models.hf_files import load_tokenizer
@@ -43,12 +43,17 @@ class Workbench:
         data = self.splits.test if split == "test" else self.splits.val
         return BatchLoader(data, self.data.eval_batch_size, device=self.device)
 
+    @property
+    def measures(self) -> Classification:
+        """The data's task: what training counts and what held-out splits and the report measure."""
+        return TASKS[self.splits.task]
+
     def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Top-1 accuracy on the validation split (if any) and the test split."""
+        """The task's held-out measure (top-1 for classification) on the validation split (if any) and the test split."""
         results = {}
         if self.splits.val is not None:
-            results["val_acc"] = accuracy(*predict(model, self.eval_loader("val")))
-        results["test_acc"] = accuracy(*predict(model, self.eval_loader("test")))
+            results |= self.measures.held_out(model, self.eval_loader("val"), "val")
+        results |= self.measures.held_out(model, self.eval_loader("test"), "test")
         return results
 
     def check_model(self, model: nn.Module, role: str) -> None:

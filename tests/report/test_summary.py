@@ -8,6 +8,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
+from potstill.engine.tasks import Classification
 from potstill.recipe import ReportSpec
 from potstill.report import model_row, render_table, summarize
 
@@ -34,7 +35,7 @@ class Loader:
 
 
 def bench(targets):
-    return SimpleNamespace(eval_loader=lambda split: Loader(len(targets), targets), splits=SimpleNamespace(example_batch=lambda size, generator: {"input": torch.randn(size, 1, generator=generator)}))
+    return SimpleNamespace(eval_loader=lambda split: Loader(len(targets), targets), measures=Classification(), splits=SimpleNamespace(example_batch=lambda size, generator: {"input": torch.randn(size, 1, generator=generator)}))
 
 
 PROBS = [[0.9, 0.06, 0.04], [0.1, 0.78, 0.12], [0.2, 0.18, 0.62], [0.55, 0.3, 0.15], [0.3, 0.42, 0.28]]

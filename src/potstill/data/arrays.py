@@ -172,6 +172,11 @@ class DataSplits:
         return self.train.num_classes
 
     @property
+    def task(self) -> str:
+        """What the labels ask (potstill.engine.tasks): class indices, for images and text alike."""
+        return "classification"
+
+    @property
     def modality(self) -> str:
         """image or text: which losses and models the data suits."""
         return self.train.modality

@@ -24,6 +24,7 @@ from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.engine.speed import Stopwatch, autocast
 from potstill.engine.task import Task
+from potstill.engine.tasks import Classification
 from potstill.errors import PotstillError
 from potstill.preprocess import preprocessing_of
 from potstill.recipe import EngineSpec, TrainSpec
@@ -43,6 +44,7 @@ class Stage:
     callbacks: list[Callback] = field(default_factory=list)
     engine: EngineSpec = field(default_factory=EngineSpec)
     stamp: dict = field(default_factory=dict)  # saved in every checkpoint header, e.g. the resolved recipe
+    measures: Classification = field(default_factory=Classification)  # the data's task: what training counts
 
 
 class NonFiniteLoss(PotstillError):
@@ -135,8 +137,9 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
         for name, term in result.terms.items():
             totals[name] = totals.get(name, 0.0) + term.detach().float()
         if result.logits is not None:
-            correct += (result.logits.argmax(dim=1) == batch["target"]).sum()
-            seen += len(batch["target"])
+            hits, counted = stage.measures.step_counts(result.logits, batch)
+            correct += hits
+            seen += counted
         if (step + 1) % check_every == 0 or step + 1 == len(loader):
             value = float(loss.detach())
             if not all(math.isfinite(float(total)) for total in totals.values()):

@@ -9,14 +9,7 @@ import torch
 from torch import nn
 
 from potstill.engine.guard import term_names
-from potstill.engine.metrics import (
-    accuracy,
-    agreement,
-    count_parameters,
-    expected_calibration_error,
-    macro_f1,
-    predict,
-)
+from potstill.engine.metrics import count_parameters, predict
 from potstill.recipe import ReportSpec
 from potstill.report.latency import latency_warning, measure_latency
 from potstill.workbench import Workbench
@@ -47,10 +40,7 @@ def model_row(
         "role": role,
         "title": ROLE_TITLES.get(role, role),
         "model": type(model).__name__,
-        "test_acc": accuracy(logits, targets),
-        "macro_f1": macro_f1(logits, targets),  # per-class F1, averaged: unbalanced classes count alike
-        "teacher_agreement": agreement(logits, teacher_logits) if teacher_logits is not None else None,
-        "ece": expected_calibration_error(logits, targets, report.ece_bins),
+        **bench.measures.report(logits, targets, teacher_logits, report.ece_bins),
         "params": count_parameters(model),
         "size_bytes": weights_file.stat().st_size if weights_file is not None and weights_file.is_file() else None,
         **(latency or measure_latency([(role, model)], bench.splits.example_batch, report)[role]),
