@@ -16,7 +16,9 @@ minilm (last-layer attention + value relations, + kd). The random-init controls 
 finished runs are skipped, so a killed benchmark continues where it stopped.
 
 Accuracy and macro-F1 are the test split's after the last epoch, mean ± std (sample std) over
-seeds; "gain" is the paired per-seed difference to the same student alone.
+seeds; "gain" is the paired per-seed difference to the same student alone. Latencies are medians
+over seeds of each run's interleaved CPU timings (teacher and students in the same rounds, at
+batch 1 and 32 on real quotes); "÷ teacher" divides by the teacher timed in the same rounds.
 """
 
 from __future__ import annotations
@@ -97,10 +99,14 @@ def rows(out: Path, seeds: list[int]) -> dict[tuple[str, str], dict[int, dict]]:
                 if not path.is_file():
                     continue
                 by_role = {row["role"]: row for row in json.loads(path.read_text())["models"]}
+                teacher = by_role["teacher"]
+                for row in by_role.values():  # latency as a fraction of the teacher's, timed in the same rounds
+                    row["speed_b1"] = row["latency_batch1_ms"] / teacher["latency_batch1_ms"]
+                    row["speed_b32"] = row["latency_ms"] / teacher["latency_ms"]
                 found.setdefault((student, arm), {})[seed] = by_role["student"]
                 if arm == "kd":
                     found.setdefault((student, "alone"), {})[seed] = by_role["baseline"]
-                found.setdefault(("teacher", "-"), {})[seed] = by_role["teacher"]
+                found.setdefault(("teacher", "-"), {})[seed] = teacher
     return found
 
 
@@ -113,8 +119,9 @@ def spread(values: list[float]) -> str:
 
 def report(out: Path, seeds: list[int]) -> str:
     found = rows(out, seeds)
-    lines = ["| student | arm | top-1 % | macro-F1 % | gain vs alone (per seed) | agree % | ECE | params | ms b=1 | ms b=32 | train s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| student | arm | top-1 % | macro-F1 % | gain vs alone (per seed) | agree % | ECE | params | ms b=1 | ms b=32 "
+             "| time ÷ teacher b=1 / b=32 | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     order = [("teacher", "-")] + [(s, a) for s in PLAN for a in ["alone", *PLAN[s]]]
     for key in order:
         per_seed = found.get(key, {})
@@ -129,6 +136,7 @@ def report(out: Path, seeds: list[int]) -> str:
             key[0], key[1], spread([100 * v["test_acc"] for v in values]), spread([100 * v.get("macro_f1", 0.0) for v in values]),
             gain, spread(agree), spread([v["ece"] for v in values]), f"{values[0]['params']:,}",
             f"{statistics.median(v['latency_batch1_ms'] for v in values):.2f}", f"{statistics.median(v['latency_ms'] for v in values):.1f}",
+            f"{statistics.median(v['speed_b1'] for v in values):.2f} / {statistics.median(v['speed_b32'] for v in values):.2f}",
             f"{statistics.mean(v['train_time_s'] or 0.0 for v in values):.0f}",
         ]) + " |")
     lines.append(f"\nseeds with results: {sorted({s for v in found.values() for s in v})}; {len(seeds)} asked")

@@ -188,3 +188,19 @@ def test_an_init_that_cannot_fit_fails_before_the_teacher_trains(tmp_path, capsy
 
     recipe = tiny_recipe(student__init={"method": "select"})  # small_cnn teacher, mlp student: no names in common
     user_error(tmp_path, capsys, recipe, "cannot initialise the student", "hidden1.linear.weight (16, 64) vs teacher: missing")
+
+
+@pytest.mark.parametrize("where", ["after_epoch_1", "inside_epoch_2"])
+def test_a_resumed_text_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, tiny_tokenizer, topic_files, where):
+    """Catches: text batches (trimmed per batch), TinyBERT projections or eager-attention switching that a
+    resumed run rebuilds differently: every file and log line must match bit for bit on CPU."""
+    from potstill.schemes.offline import OfflineDistillation
+    from tests.engine.test_resume import run_recipe
+    from tests.resume_checks import assert_same_files, assert_same_log, interrupt_and_resume
+
+    recipe = text_recipe(tiny_tokenizer, topic_files, train__epochs=3, teacher__train__epochs=2, distill__loss="kd",
+                         distill__terms=[{"loss": "tinybert_hidden"}, {"loss": "tinybert_attention"}])
+    run_recipe(tmp_path / "whole", recipe)
+    interrupt_and_resume(tmp_path / "cut", recipe, monkeypatch, OfflineDistillation, "student", where)
+    assert_same_files(tmp_path / "whole", tmp_path / "cut", "student")
+    assert_same_log(tmp_path / "whole", tmp_path / "cut")
