@@ -76,14 +76,15 @@ def recipe(student: str, arm: str, seed: int, teacher: Path) -> dict:
     }
 
 
-def run_one(folder: Path, spec: dict, threads: int) -> None:
+def run_one(folder: Path, spec: dict, threads: int, overrides: list[str]) -> None:
     if (folder / "summary.json").is_file():
         return
     folder.parent.mkdir(parents=True, exist_ok=True)
     path = folder.parent / f"{folder.name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     resume = ["--resume", str(folder)] if folder.exists() else ["--run-dir", str(folder)]
-    command = [sys.executable, "-m", "potstill.cli.main", "distill", str(path), *resume, "--quiet"]
+    changes = [word for value in overrides for word in ("--set", value)] if not folder.exists() else []
+    command = [sys.executable, "-m", "potstill.cli.main", "distill", str(path), *resume, *changes, "--quiet"]
     print("$", " ".join(command), flush=True)
     environment = os.environ | {"OMP_NUM_THREADS": str(threads)}
     subprocess.run(command, check=True, env=environment)
@@ -149,14 +150,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_text")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--students", nargs="+", default=list(PLAN), choices=list(PLAN))
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="arms to run (alone comes with kd)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each run (stated in the results)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="recipe override for every run, as `potstill distill --set` (quick checks only)")
     parser.add_argument("--report", action="store_true", help="only print the tables from finished runs")
     args = parser.parse_args()
     if not args.report:
         for seed in args.seeds:
             for student in args.students:
-                for arm in PLAN[student]:
-                    run_one(args.out / f"seed{seed}" / f"{student}_{arm}", recipe(student, arm, seed, args.teacher), args.threads)
+                for arm in [arm for arm in PLAN[student] if arm in args.arms]:
+                    run_one(args.out / f"seed{seed}" / f"{student}_{arm}", recipe(student, arm, seed, args.teacher), args.threads,
+                            args.overrides)
     text = report(args.out, args.seeds)
     (args.out / "results.md").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text + "\n")
