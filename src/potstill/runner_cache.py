@@ -15,6 +15,14 @@ from potstill.recipe import ModelSpec
 from potstill.schemes.offline import tapped
 
 
+def text_layer_cache_error(layers: list[str]) -> PotstillError:
+    return PotstillError(
+        f"distill.cache: teacher layers are compared here ({', '.join(layers[:3])}), and text batches differ in "
+        "length, so those layers cannot be cached per sample; set distill.cache.enabled: auto (the teacher runs "
+        "online for layer losses) or use logit losses with the cache"
+    )
+
+
 class CacheSteps:
     """Mixed into Runner, whose recipe, run, bench and reporter these methods use."""
 
@@ -48,6 +56,8 @@ class CacheSteps:
 
     def cache_job(self, teacher: nn.Module, terms: list[WeightedTerm], folder: Path, architecture: ModelSpec | None = None) -> CacheJob:
         taps = tapped(terms, "teacher")
+        if taps and self.bench.splits.modality == "text":
+            raise text_layer_cache_error(taps)
         if taps and not self.recipe.distill.cache.features:
             raise PotstillError(
                 f"distill.cache: the loss terms compare teacher layers ({', '.join(taps)}); set distill.cache.features: true "

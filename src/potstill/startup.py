@@ -17,6 +17,7 @@ from potstill.knowledge import LOSSES
 from potstill.models import MODELS, check_model_size, create_model, model_modality
 from potstill.preprocess import Preprocessing, attach
 from potstill.recipe import ModelSpec, Recipe
+from potstill.runner_cache import text_layer_cache_error
 from potstill.schemes import create_scheme, needs_teacher
 from potstill.workbench import Workbench, resolve_device
 
@@ -65,6 +66,9 @@ def preflight(recipe: Recipe, command: str) -> None:
     models += [(spec.model, f"scheme.teachers[{i}]") for i, spec in enumerate(recipe.scheme.teachers)]
     models += [(spec, f"scheme.{key}[{i}]") for key in ("peers", "assistants") for i, spec in enumerate(getattr(recipe.scheme, key))]
     check_modality(models, terms, recipe.data.name, modality)
+    layer_terms = [term.name for term in terms if type(term.loss).pairing != "none"]
+    if modality == "text" and recipe.distill.cache.enabled is True and layer_terms:
+        raise text_layer_cache_error(layer_terms)
     if recipe.distill.cache.enabled is True and not needs_teacher(terms):
         raise PotstillError("distill.cache: no loss term of this recipe uses a teacher, so there is nothing to cache; set distill.cache.enabled: false")
     create_scheme(recipe.scheme.name, recipe.scheme.args).check(recipe, terms)

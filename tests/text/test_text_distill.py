@@ -204,3 +204,9 @@ def test_a_resumed_text_run_equals_an_uninterrupted_one(tmp_path, monkeypatch, t
     interrupt_and_resume(tmp_path / "cut", recipe, monkeypatch, OfflineDistillation, "student", where)
     assert_same_files(tmp_path / "whole", tmp_path / "cut", "student")
     assert_same_log(tmp_path / "whole", tmp_path / "cut")
+
+
+def test_caching_teacher_layers_of_text_is_refused_in_one_line(tmp_path, capsys, tiny_tokenizer, topic_files):
+    recipe = text_recipe(tiny_tokenizer, topic_files, distill__terms=[{"loss": "tinybert_hidden"}],
+                         distill__cache={"enabled": True, "features": True})
+    user_error(tmp_path, capsys, recipe, "distill.cache", "differ in length")
