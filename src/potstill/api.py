@@ -199,23 +199,27 @@ def probe(model: nn.Module, role: str, data: Given, device: torch.device) -> tor
     return dry_run(model, role, sample, data.describe(), fix)
 
 
-def token_data(data: Any, role: str, num_classes: int) -> TokenData:
-    """Text from Python: a TokenData as is, or a dict of input_ids and attention_mask (N, L) and labels (N,)."""
+def token_inputs(data: Any, role: str) -> tuple[Any, Any, Any]:
+    """(input_ids, attention_mask, labels) of text given from Python: a TokenData, or a dict of
+    input_ids and attention_mask (N, L) and labels (N,), arrays or tensors."""
     if isinstance(data, TokenData):
-        return data
-    missing = [key for key in TEXT_KEYS if key not in data]
+        return data.input_ids, data.attention_mask, data.targets
+    missing = [key for key in TEXT_KEYS if not isinstance(data, dict) or key not in data]
     if missing:
         raise PotstillError(f"{role} as a dict needs {', '.join(TEXT_KEYS)}; it has no {', '.join(missing)}")
-    return TokenData(data["input_ids"], data["attention_mask"], data["labels"], num_classes, split=role)
+    return tuple(as_tensor(data[key], f"{role} {key}") for key in TEXT_KEYS)
+
+
+def token_data(data: Any, role: str, num_classes: int) -> TokenData:
+    """A TokenData as is; a dict as a TokenData of `num_classes` classes, checked like a dataset's."""
+    return data if isinstance(data, TokenData) else TokenData(*token_inputs(data, role), num_classes, split=role)
 
 
 def text_workbench(recipe: Recipe, models: list[tuple[str, nn.Module]], train_data: Any, test_data: Any,
                    device: torch.device) -> Workbench:
     """Token ids from Python: the models fix the class count, the data is checked like a dataset's."""
-    sample = token_data(train_data, "train_data", 1_000_000) if isinstance(train_data, TokenData) else None
-    ids = (sample.input_ids if sample is not None else as_tensor(train_data["input_ids"], "train_data input_ids"))[:2]
-    mask = (sample.attention_mask if sample is not None else as_tensor(train_data["attention_mask"], "train_data attention_mask"))[:2]
-    inputs = {"input_ids": ids.long().to(device), "attention_mask": mask.long().to(device)}
+    ids, mask, _ = token_inputs(train_data, "train_data")
+    inputs = {"input_ids": ids[:2].long().to(device), "attention_mask": mask[:2].long().to(device)}
     classes = {role: dry_run(model.to(device), role, inputs, "train_data token ids", "pass the token ids its tokenizer makes").shape[1]
                for role, model in models}
     if len(set(classes.values())) > 1:

@@ -62,22 +62,17 @@ def logits_of(output: object) -> torch.Tensor:
 class ModelIO:
     """The plain convention: a tensor model gets batch["input"], any other gets the dict of inputs."""
 
-    name: str = "plain"
-
     def __call__(self, forward: Callable, batch: dict[str, torch.Tensor]) -> object:
         if "input" in batch:
             return forward(batch["input"])
         return forward(model_inputs(batch))
 
-    def describe(self) -> str:
-        return "model(batch['input']) for images, model({inputs}) otherwise"
 
 
 @dataclass(frozen=True)
 class KeywordIO(ModelIO):
     """Hugging Face style: model(**inputs); the model reads the named fields it knows."""
 
-    name: str = "keywords"
     keys: tuple[str, ...] = ("input_ids", "attention_mask")
 
     def __call__(self, forward: Callable, batch: dict[str, torch.Tensor]) -> object:
@@ -89,8 +84,6 @@ class KeywordIO(ModelIO):
             )
         return forward(**{key: batch[key] for key in self.keys})
 
-    def describe(self) -> str:
-        return f"model({', '.join(f'{key}=...' for key in self.keys)}).logits"
 
 
 @dataclass(frozen=True)
@@ -98,13 +91,9 @@ class BatchIO(ModelIO):
     """For potstill's own wrappers (an ensemble of teachers): the model takes the whole batch and
     calls the models inside it with their own conventions."""
 
-    name: str = "batch"
-
     def __call__(self, forward: Callable, batch: dict[str, torch.Tensor]) -> object:
         return forward(batch)
 
-    def describe(self) -> str:
-        return "model(batch)"
 
 
 PLAIN = ModelIO()

@@ -92,7 +92,7 @@ def dataset_modality(name: str) -> str:
 def check_modality(models: list[tuple[ModelSpec, str]], terms: list, dataset: str, modality: str) -> None:
     """Image models and losses on image data, text ones on text data: one line naming the mismatch."""
     for spec, role in models:
-        if MODELS.get(spec.name) is not None and model_modality(spec.name) != modality:
+        if model_modality(spec.name) != modality:
             kind = "token sequences" if model_modality(spec.name) == "text" else "images"
             raise PotstillError(
                 f"{role}: model '{spec.name}' takes {kind} but dataset '{dataset}' is {modality} data; pick a "

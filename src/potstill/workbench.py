@@ -117,7 +117,8 @@ def dry_run(model: nn.Module, role: str, inputs: torch.Tensor | dict[str, torch.
         raise PotstillError(f"the {role} cannot process {what}: the model failed with '{reason}'; {fix}") from error
     finally:
         model.train(was_training)
-    logits = find_logits(output) if find_logits(output) is not None else output
+    found = find_logits(output)
+    logits = found if found is not None else output  # not logits: named below
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != count:
         got = (f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
                else f"a {type(logits).__name__}, not a tensor")

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
-
-from typing import TYPE_CHECKING
 
 from potstill.data.arrays import ArrayData
 from potstill.data.views import apply_view, draw_params
@@ -108,7 +107,7 @@ class BatchLoader:
             if chosen is not None:
                 batch["view"] = chosen[index]
             batch.update(self.data.fields(index))
-            if "input" in batch and batch["input"].ndim == 4:  # images: (B, C, H, W) in [0, 1]
+            if self.data.modality == "image":  # (B, C, H, W) in [0, 1]: views, augmentation, channels-last
                 batch["input"] = self.image_view(batch, generator)
             yield batch
 

@@ -13,7 +13,7 @@ Input shape for text is (L,): the padded sequence length, checked against the po
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,7 +22,7 @@ from torch import nn
 from potstill.errors import PotstillError
 from potstill.model_io import KeywordIO, attach_io
 from potstill.models import MODELS, check_positive_int
-from potstill.models.hf_files import load_tokenizer, model_folder, read_config, tokenizer_fingerprint, transformers_module
+from potstill.models.hf_files import load_tokenizer, model_folder, tokenizer_fingerprint, transformers_module
 
 RECORD = "_potstill_text"
 
@@ -134,16 +134,3 @@ def hf_config(input_shape: tuple[int], num_classes: int, model_type: str = "bert
 
 hf.modality = hf_config.modality = "text"  # see models.model_modality
 
-
-def config_words(model: nn.Module) -> dict[str, Any]:
-    """The architecture facts a report shows for a transformers model."""
-    config = getattr(model, "config", None)
-    if config is None:
-        return {}
-    keys = ("model_type", "num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
-    record = text_record(model)
-    return {key: getattr(config, key, None) for key in keys} | ({"tokenizer": asdict(record)} if record else {})
-
-
-def shipped_config(path: str) -> dict[str, Any]:
-    return read_config(model_folder(path))

@@ -74,13 +74,6 @@ def model_folder(name: str, need_weights: bool = False) -> Path:
     return folder
 
 
-def read_config(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as error:
-        raise PotstillError(f"{folder / 'config.json'} cannot be read as JSON ({error}); repair or replace the model folder") from None
-
-
 def load_tokenizer(name: str) -> Any:
     """The tokenizer saved in a model folder (fast tokenizer from tokenizer.json when present)."""
     folder = model_folder(name)

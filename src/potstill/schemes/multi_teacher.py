@@ -25,8 +25,8 @@ from torch import nn
 
 from potstill.data.loader import Batch
 from potstill.engine.task import WeightedTerm
-from potstill.model_io import WHOLE_BATCH, attach_io, call_model
 from potstill.errors import PotstillError
+from potstill.model_io import WHOLE_BATCH, attach_io, call_model
 from potstill.schemes.base import SCHEMES, Scheme
 from potstill.schemes.offline import OfflineDistillation, freeze, frozen_forward, named
 

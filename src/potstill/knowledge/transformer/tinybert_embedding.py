@@ -11,26 +11,13 @@ term equally (lambda = 1).
 
 from __future__ import annotations
 
-import torch
-
-from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, Probe
-from potstill.knowledge.transformer.sequences import HIDDEN, check_sequences, rows_mse, token_mask, width_projection
+from potstill.knowledge.base import LOSSES
+from potstill.knowledge.transformer.tinybert_hidden import TinyBERTHidden
 
 
 @LOSSES.register("tinybert_embedding")
-class TinyBERTEmbedding(DistillationLoss):
+class TinyBERTEmbedding(TinyBERTHidden):
     """MSE between projected student embeddings and teacher embeddings over real tokens (Jiao et al. 2020)."""
 
-    kind = "feature"
-    pairing = "embeddings"
-    modality = "text"
-
-    def setup(self, probe: Probe) -> None:
-        check_sequences(probe.loss, probe.student[0], probe.teacher[0], HIDDEN)
-        self.projection = width_projection(probe, [0])  # W_e
-
-    def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        embedded_student, embedded_teacher = student["features"][0], teacher["features"][0]  # (B, L, D)
-        check_sequences("tinybert_embedding", embedded_student, embedded_teacher, HIDDEN)
-        mask = token_mask("tinybert_embedding", batch, embedded_student)  # (B, L)
-        return rows_mse(self.projection(embedded_student[mask]), embedded_teacher[mask])
+    pairing = "embeddings"  # one pair: tinybert_hidden's computation, with its own projection W_e
+    label = "tinybert_embedding"

@@ -28,6 +28,7 @@ class TinyBERTHidden(DistillationLoss):
     kind = "feature"
     pairing = "layers"
     modality = "text"
+    label = "tinybert_hidden"  # the registered name, for messages (tinybert_embedding is this loss on one pair)
 
     def setup(self, probe: Probe) -> None:
         for s, t in zip(probe.student, probe.teacher):
@@ -37,7 +38,7 @@ class TinyBERTHidden(DistillationLoss):
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0
         for hidden_student, hidden_teacher in zip(student["features"], teacher["features"]):  # (B, L, D) each
-            check_sequences("tinybert_hidden", hidden_student, hidden_teacher, HIDDEN)
-            mask = token_mask("tinybert_hidden", batch, hidden_student)  # (B, L)
+            check_sequences(self.label, hidden_student, hidden_teacher, HIDDEN)
+            mask = token_mask(self.label, batch, hidden_student)  # (B, L)
             total = total + rows_mse(self.projection(hidden_student[mask]), hidden_teacher[mask])
         return total
