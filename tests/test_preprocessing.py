@@ -121,9 +121,12 @@ def test_teacher_problems_thresholds_by_hand():
     """Catches: a check that fires on noise, or misses chance (bounds: 3 binomial sigmas)."""
     # 10 balanced classes, 10,000 test images: near chance up to 0.1 + max(0.05, 3 * sqrt(0.09 / 1e4)) = 0.15
     assert teacher_problems(0.15, 0.1, 10_000, None) and not teacher_problems(0.151, 0.1, 10_000, None)
-    # student alone 0.97 on 1,000: spread 3 * sqrt(2 * 0.97 * 0.03 / 1000) = 0.02289
-    assert teacher_problems(0.947, 0.1, 1_000, 0.97) and not teacher_problems(0.948, 0.1, 1_000, 0.97)
+    # student alone 0.97 on 1,000: rate (970 + 1) / 1002 = 0.969062, spread 3 * sqrt(2 * r * (1 - r) / 1000) = 0.02323
+    assert teacher_problems(0.9467, 0.1, 1_000, 0.97) and not teacher_problems(0.9468, 0.1, 1_000, 0.97)
     assert "below the student trained alone (97.00%, more than 2.3 points" in teacher_problems(0.5, 0.1, 1_000, 0.97)[0]
+    # student alone 100% on 60 (CI once printed "more than 0.0 points"): rate 61 / 62, spread 0.0690
+    assert teacher_problems(0.930, 1 / 3, 60, 1.0) and not teacher_problems(0.932, 1 / 3, 60, 1.0)
+    assert "(100.00%, more than 6.9 points of test noise)" in teacher_problems(0.6667, 1 / 3, 60, 1.0)[0]
 
 
 def test_preprocessing_is_a_hook_names_and_state_dict_stay_the_models():

@@ -35,7 +35,8 @@ def teacher_problems(accuracy: float, chance: float, tests: int, baseline: float
         problems.append(f"scores {100 * accuracy:.2f}% on the test split, near chance ({100 * chance:.2f}% by always "
                         f"predicting the most frequent class)")
     elif baseline is not None:
-        spread = SIGMAS * math.sqrt(2 * baseline * (1 - baseline) / tests)
+        rate = (baseline * tests + 1) / (tests + 2)  # smoothed: a baseline of 100% still has test noise
+        spread = SIGMAS * math.sqrt(2 * rate * (1 - rate) / tests)
         if accuracy < baseline - spread:
             problems.append(f"scores {100 * accuracy:.2f}% on the test split, below the student trained alone "
                             f"({100 * baseline:.2f}%, more than {100 * spread:.1f} points of test noise)")

@@ -151,3 +151,21 @@ def test_unknown_keyword_is_rejected_with_a_suggestion() -> None:
         create_model("mlp", input_shape=(1, 28, 28), num_classes=10, hiden=[64])
     with pytest.raises(PotstillError, match="depth"):  # fixed variants do not take a depth
         create_model("resnet20", input_shape=(3, 32, 32), num_classes=10, depth=32)
+
+
+def test_create_model_seed_draws_the_same_weights_and_leaves_the_callers_random_state():
+    """Catches: a seed that is ignored (weights differ), or one that reseeds the caller's stream."""
+    def weights(model):
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    first = create_model("mlp", input_shape=(1, 4, 4), num_classes=3, hidden=[8], seed=7)
+    after = torch.rand(3)
+    second = create_model("mlp", input_shape=(1, 4, 4), num_classes=3, hidden=[8], seed=7)
+    other = create_model("mlp", input_shape=(1, 4, 4), num_classes=3, hidden=[8], seed=8)
+    assert torch.equal(before, after)
+    assert torch.equal(weights(first), weights(second)) and not torch.equal(weights(first), weights(other))
+    with pytest.raises(PotstillError, match="seed must be an integer, got '7'"):
+        create_model("mlp", input_shape=(1, 4, 4), num_classes=3, seed="7")

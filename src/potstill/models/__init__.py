@@ -34,15 +34,23 @@ TRAINING_COPIES = 4  # training holds each weight 4 times: the weight, its gradi
 GIB = 2**30
 
 
-def create_model(name: str, *, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
+def create_model(name: str, *, input_shape: Sequence[int], num_classes: int, seed: int | None = None,
+                 **kwargs: Any) -> nn.Module:
     """Build the registered model `name` for inputs of `input_shape` (C, H, W); a PotstillError
-    when it could not be trained in this machine's memory."""
+    when it could not be trained in this machine's memory. With `seed`, the initial weights are
+    drawn from that seed and the caller's random state is left as it was."""
     # recipes give lists; builders get a tuple. Anything else reaches the builder's own check.
     shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else input_shape
     arguments = {"input_shape": shape, "num_classes": num_classes, **kwargs}
     check_model_size(name, arguments)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise PotstillError(f"create_model: seed must be an integer, got {seed!r}")
     try:
-        return MODELS.create(name, **arguments)
+        if seed is None:
+            return MODELS.create(name, **arguments)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return MODELS.create(name, **arguments)
     except (MemoryError, RuntimeError) as error:  # memory ran out all the same (other processes, a GPU)
         if not _is_allocation_error(error):
             raise
