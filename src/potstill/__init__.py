@@ -9,6 +9,8 @@ __version__ = "0.1.0"
 
 from potstill.api import DistillResult, distill, train
 from potstill.data import ArrayData, load_dataset
+from potstill.data.lm import LMData
+from potstill.generation import Generated, generate
 from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES, create_loss
 from potstill.loading import load_model
@@ -19,11 +21,14 @@ __all__ = [
     "MODELS",
     "ArrayData",
     "DistillResult",
+    "Generated",
+    "LMData",
     "PotstillError",
     "__version__",
     "create_loss",
     "create_model",
     "distill",
+    "generate",
     "load_dataset",
     "load_model",
     "train",

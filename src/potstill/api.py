@@ -35,6 +35,7 @@ from potstill.api_recipe import preprocessing_settings, recipe_from_settings
 from potstill.data import ArrayData, make_splits
 from potstill.data.arrays import as_tensor, to_unit_float
 from potstill.data.registry import RawData
+from potstill.data.lm import LMData
 from potstill.data.tokens import TokenData
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
@@ -245,6 +246,13 @@ def checked_workbench(recipe: Recipe, models: list[tuple[str, nn.Module]], train
                       test_data: Data) -> Workbench:
     """Check the data against itself and the models, then wrap it (nothing is written yet)."""
     device = resolve_device(recipe.device)
+    if isinstance(train_data, LMData) or isinstance(test_data, LMData):
+        if not (isinstance(train_data, LMData) and isinstance(test_data, LMData)):
+            raise PotstillError("language-model data: give both train_data and test_data as potstill.LMData")
+        if train_data.num_classes != test_data.num_classes:
+            raise PotstillError(f"train_data has a vocabulary of {train_data.num_classes} tokens but test_data "
+                                f"{test_data.num_classes}; tokenise both with one tokenizer")
+        return wrap_splits(recipe, RawData(train_data, test_data), models, device)
     if isinstance(train_data, (TokenData, dict)):
         return text_workbench(recipe, models, train_data, test_data, device)
     train, test = given(train_data, "train_data"), given(test_data, "test_data")

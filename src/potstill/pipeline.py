@@ -39,7 +39,7 @@ from potstill.runner_cache import CacheSteps
 from potstill.schedules import WeightSchedule
 from potstill.schemes import OfflineDistillation, Preparation, create_scheme
 from potstill.startup import build_model, open_workbench
-from potstill.teacher_check import check_teacher
+from potstill.teacher_check import check_lm_teacher, check_teacher, unigram_perplexity
 from potstill.workbench import Workbench, check_same_vocabulary
 
 
@@ -180,11 +180,13 @@ class Runner(CacheSteps):
         return self.stage(role, Supervised(copy.deepcopy(student_init), recipe.train.label_smoothing), budget)
 
     def transfer(self, name: str, student: nn.Module, teacher: nn.Module | None,
-                 teacher_role: str | None = None, architecture: ModelSpec | None = None) -> nn.Module:
+                 teacher_role: str | None = None, architecture: ModelSpec | None = None,
+                 make_task=OfflineDistillation) -> nn.Module:
         """Offline distillation of `student` from a frozen `teacher` with the recipe's loss terms, in
         stage `name`: pair layers, prepare losses, build or open the teacher cache, the optional
         feature-initialisation stage, then the main stage. `teacher_role` and `architecture`: the
-        stage and model spec of a teacher that is not the recipe's (an assistant, a generation)."""
+        stage and model spec of a teacher that is not the recipe's (an assistant, a generation).
+        `make_task`: the main stage's Task class (OfflineDistillation's arguments), e.g. on-policy GKD."""
         recipe, terms = self.recipe, self.terms()
         prefix = "" if name == "student" else f"{name}_"
         cache = None
@@ -203,16 +205,23 @@ class Runner(CacheSteps):
             init_task = OfflineDistillation(student, teacher, init_terms, alpha=0.0, cache=cache)
             self.stage(f"{prefix}init", init_task, init_spec, views=views)
         main_terms = [term for term in terms if "main" in term.stages]
-        task = OfflineDistillation(student, teacher, main_terms, recipe.distill.alpha, recipe.train.label_smoothing, cache)
+        task = make_task(student, teacher, main_terms, recipe.distill.alpha, recipe.train.label_smoothing, cache)
         return self.stage(name, task, recipe.train, views=views)
 
     def check_teacher(self, teacher: nn.Module) -> None:
         """Before it teaches: refuse (or warn) when the teacher scores near chance or clearly below
         the student trained alone (teacher_check.py)."""
-        baseline = [r["test_acc"] for r in self.run.records() if r.get("stage") == "baseline" and "test_acc" in r]
-        test = self.bench.splits.test
-        check_teacher(teacher, "teacher", self.bench.evaluate, test.targets, self.bench.splits.num_classes,
-                      baseline[-1] if baseline else None, self.recipe.distill.teacher_check, self.reporter.message)
+        splits, mode = self.bench.splits, self.recipe.distill.teacher_check
+        key = "test_ppl" if splits.task == "causal_lm" else "test_acc"  # a language model is judged by perplexity
+        baseline = [r[key] for r in self.run.records() if r.get("stage") == "baseline" and key in r]
+        baseline = baseline[-1] if baseline else None
+        if key == "test_ppl":
+            check_lm_teacher(teacher, self.bench.evaluate, unigram_perplexity(splits.train.targets, splits.test.targets,
+                             splits.num_classes), baseline, mode, self.reporter.message)
+            return
+        targets = splits.test.targets
+        check_teacher(teacher, "teacher", self.bench.evaluate, targets, splits.num_classes, baseline, mode,
+                      self.reporter.message)
 
     def refine(self, distilled: nn.Module) -> nn.Module | None:
         """Phase 3: fine-tune a copy of the distilled student on hard labels (None when refine.epochs is 0)."""

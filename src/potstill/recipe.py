@@ -253,8 +253,6 @@ class DistillSpec:
 
     def check(self) -> list[str]:
         problems = name_problem("loss", self.loss)
-        if self.loss is None and not self.terms:
-            problems.append("loss: null leaves no distillation term; name a loss or add terms")
         has_init = any("init" in term.stages for term in self.terms)
         if self.init_epochs > 0 and not has_init:
             problems.append("init_epochs: no term has stages [init]; add one, e.g. terms: [{loss: fitnet, stages: [init]}]")
@@ -326,7 +324,11 @@ class Recipe:
 
     def check(self) -> list[str]:
         # the scheme's name is checked here, where both forms (`scheme: NAME` and a section) arrive
-        return name_problem("name", self.name, folder=True) + name_problem("scheme.name", self.scheme.name) + self.cache_problems()
+        problems = name_problem("name", self.name, folder=True) + name_problem("scheme.name", self.scheme.name)
+        # sequence-level KD passes its knowledge in the teacher's sequences: cross-entropy alone is the method
+        if self.distill.loss is None and not self.distill.terms and self.scheme.name != "seq_kd":
+            problems.append("distill.loss: null leaves no distillation term; name a loss or add terms")
+        return problems + self.cache_problems()
 
     def cache_problems(self) -> list[str]:
         cache, data = self.distill.cache, self.data

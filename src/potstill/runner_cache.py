@@ -12,6 +12,7 @@ from potstill.cache import CacheJob, TeacherCache, build, cache_folder, make_job
 from potstill.engine.task import WeightedTerm
 from potstill.errors import PotstillError
 from potstill.recipe import ModelSpec
+from potstill.schemes.base import SCHEMES
 from potstill.schemes.offline import tapped
 
 
@@ -52,6 +53,10 @@ class CacheSteps:
         enabled, data = self.recipe.distill.cache.enabled, self.recipe.data
         if enabled != "auto":
             return enabled
+        if not SCHEMES.get(self.recipe.scheme.name).cache:  # e.g. gkd: the teacher scores sequences made in training
+            return False
+        if self.bench.splits.task == "causal_lm":  # V logits per token: cached only when asked (top-k keeps it small)
+            return False
         return not (data.hflip or data.crop_padding) and not tapped(terms, "teacher")
 
     def cache_job(self, teacher: nn.Module, terms: list[WeightedTerm], folder: Path, architecture: ModelSpec | None = None) -> CacheJob:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from potstill.data import DATASETS, load_dataset
+from potstill.data.registry import dataset_task
 from potstill.engine.weights import load_weights, teacher_weights_file
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms
@@ -59,13 +60,13 @@ def preflight(recipe: Recipe, command: str) -> None:
     modality = dataset_modality(recipe.data.name)
     models = [(recipe.teacher.model, "teacher")] if recipe.teacher is not None else []
     if command != "distill":
-        check_modality(models, [], recipe.data.name, modality)
+        check_modality(models, [], recipe.data.name, modality, dataset_task(recipe.data.name))
         return
     terms = build_terms(recipe.distill, recipe.train.epochs)
     models += [(recipe.student, "student")] if recipe.student is not None else []
     models += [(spec.model, f"scheme.teachers[{i}]") for i, spec in enumerate(recipe.scheme.teachers)]
     models += [(spec, f"scheme.{key}[{i}]") for key in ("peers", "assistants") for i, spec in enumerate(getattr(recipe.scheme, key))]
-    check_modality(models, terms, recipe.data.name, modality)
+    check_modality(models, terms, recipe.data.name, modality, dataset_task(recipe.data.name))
     layer_terms = [term.name for term in terms if type(term.loss).pairing != "none"]
     if modality == "text" and recipe.distill.cache.enabled is True and layer_terms:
         raise text_layer_cache_error(layer_terms)
@@ -89,8 +90,25 @@ def dataset_modality(name: str) -> str:
     return getattr(DATASETS.get(name), "modality", "image")
 
 
-def check_modality(models: list[tuple[ModelSpec, str]], terms: list, dataset: str, modality: str) -> None:
-    """Image models and losses on image data, text ones on text data: one line naming the mismatch."""
+def check_modality(models: list[tuple[ModelSpec, str]], terms: list, dataset: str, modality: str,
+                   task: str = "classification") -> None:
+    """Image models and losses on image data, text ones on text data, language models and token
+    losses on language-modelling data: one line naming the mismatch."""
+    for spec, role in models:
+        model_task = getattr(MODELS.get(spec.name), "task", "classification")
+        if model_task != task:
+            fits = [name for name in MODELS.names() if getattr(MODELS.get(name), "task", "classification") == task]
+            raise PotstillError(
+                f"{role}: model '{spec.name}' is a {model_task.replace('_', ' ')} model but dataset '{dataset}' asks "
+                f"for {task.replace('_', ' ')}; use {' or '.join(fits)}"
+            )
+    for term in terms:
+        if task not in type(term.loss).tasks:
+            fits = [name for name in LOSSES.names() if task in LOSSES.get(name).tasks]
+            raise PotstillError(
+                f"distill: loss '{term.name}' compares one distribution per sample, but dataset '{dataset}' is "
+                f"{task.replace('_', ' ')} data (a distribution per token); use one of {', '.join(fits) or 'none yet'}"
+            )
     for spec, role in models:
         if model_modality(spec.name) != modality:
             kind = "token sequences" if model_modality(spec.name) == "text" else "images"

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from potstill.errors import PotstillError
+from potstill.positions import IGNORE_INDEX
 from potstill.preprocess import preprocessing_of
 
 SIGMAS = 3.0  # a difference must exceed 3 binomial standard deviations of the test split
@@ -69,3 +70,45 @@ def check_teacher(teacher: nn.Module, role: str, evaluate: Callable[[nn.Module],
         raise PotstillError(message)
     say(f"WARNING: {message}")
     return accuracy
+
+
+# A language model is judged by held-out perplexity. "Near chance" is the perplexity of a model
+# that learned only how often each token occurs (the training unigram, add-one smoothed); "clearly
+# worse" is a perplexity more than PPL_MARGIN above the student trained alone (tens of thousands
+# of test tokens make the noise of a mean log-likelihood far smaller than that).
+PPL_MARGIN = 0.02
+
+
+def unigram_perplexity(train_targets: torch.Tensor, test_targets: torch.Tensor, vocabulary: int) -> float:
+    """Perplexity on the test tokens of the training tokens' add-one-smoothed frequencies."""
+    train, test = (t[t != IGNORE_INDEX] for t in (train_targets.flatten(), test_targets.flatten()))
+    counts = torch.bincount(train, minlength=vocabulary).double() + 1
+    log_q = (counts / counts.sum()).log()
+    return float(torch.exp(-log_q[test].mean()))
+
+
+def lm_teacher_problems(perplexity: float, unigram: float, baseline: float | None) -> list[str]:
+    if perplexity >= unigram:
+        return [f"has a test perplexity of {perplexity:.2f}, no better than token frequencies alone ({unigram:.2f})"]
+    if baseline is not None and perplexity > baseline * (1 + PPL_MARGIN):
+        return [f"has a test perplexity of {perplexity:.2f}, above the student trained alone ({baseline:.2f})"]
+    return []
+
+
+def check_lm_teacher(teacher: nn.Module, evaluate: Callable[[nn.Module], dict[str, float]], unigram: float,
+                     baseline: float | None, mode: str, say: Callable[[str], None]) -> float | None:
+    """check_teacher for language models: perplexity against token frequencies and the student alone."""
+    if mode == "off":
+        return None
+    perplexity = evaluate(teacher)["test_ppl"]
+    problems = lm_teacher_problems(perplexity, unigram, baseline)
+    if not problems:
+        say(f"teacher: test perplexity {perplexity:.2f} (token frequencies alone: {unigram:.2f}); distilling from it")
+        return perplexity
+    message = (f"the teacher {problems[0]}. Likely causes: an under-trained or wrong checkpoint (train it longer: "
+               "potstill train), or data tokenised with another tokenizer than the teacher's. Fix that, or set "
+               "distill.teacher_check: warn to distil from it anyway")
+    if mode == "refuse":
+        raise PotstillError(message)
+    say(f"WARNING: {message}")
+    return perplexity

@@ -60,10 +60,18 @@ class Workbench:
         """One dry-run forward pass: the model must accept the data and predict its classes."""
         if self.splits.modality == "text":  # before a forward pass, which would fail on a foreign id with an index error
             check_vocabulary(model, role, self.splits.train, self.data.args.get("tokenizer"))
-        inputs = model_inputs({name: value[:2] for name, value in next(self.eval_loader("test").batches()).items()})
+        batch = {name: value[:2] for name, value in next(self.eval_loader("test").batches()).items()}
+        inputs = model_inputs(batch)
         shapes = ", ".join(f"{name} {tuple(value.shape[1:])}" for name, value in inputs.items())
-        logits = dry_run(model, role, inputs, f"{self.splits.name} inputs ({shapes})", "pick a model built for this input shape")
-        if logits.shape[1] != self.splits.num_classes:
+        per_position = batch["target"].ndim == 2  # a language model: logits (B, L, V)
+        logits = dry_run(model, role, inputs, f"{self.splits.name} inputs ({shapes})", "pick a model built for this input shape",
+                         positions=batch["target"].shape[1] if per_position else None)
+        if logits.shape[-1] != self.splits.num_classes:
+            if per_position:
+                raise PotstillError(
+                    f"the {role} predicts {logits.shape[-1]} tokens but the data's tokenizer has {self.splits.num_classes}: "
+                    f"a language model must use the vocabulary the data was tokenised with (data.args.tokenizer)"
+                )
             raise PotstillError(
                 f"the {role} predicts {logits.shape[-1]} classes but {self.splits.name} has "
                 f"{self.splits.num_classes}; build the {role} with num_classes={self.splits.num_classes}"
@@ -100,10 +108,11 @@ def check_same_vocabulary(teacher: nn.Module, student: nn.Module) -> None:
         )
 
 
-def dry_run(model: nn.Module, role: str, inputs: torch.Tensor | dict[str, torch.Tensor], what: str, fix: str) -> torch.Tensor:
+def dry_run(model: nn.Module, role: str, inputs: torch.Tensor | dict[str, torch.Tensor], what: str, fix: str,
+            positions: int | None = None) -> torch.Tensor:
     """One forward pass in eval mode without gradients on `inputs` (images (B, C, H, W), or a dict
     of model inputs), described as `what`; the model must take them (else the error ends with
-    `fix`) and return logits (B, K)."""
+    `fix`) and return logits (B, K), or (B, L, V) with `positions` = L (a language model)."""
     count = batch_size_of(inputs)
     was_training = model.training
     model.eval()
@@ -119,6 +128,16 @@ def dry_run(model: nn.Module, role: str, inputs: torch.Tensor | dict[str, torch.
         model.train(was_training)
     found = find_logits(output)
     logits = found if found is not None else output  # not logits: named below
+    if positions is not None:
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 3 or tuple(logits.shape[:2]) != (count, positions):
+            got = (f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
+                   else f"a {type(logits).__name__}, not a tensor")
+            raise PotstillError(
+                f"given a batch of {count} rows of {positions} tokens, the {role} returns {got}; a language model must "
+                f"return next-token logits of shape ({count}, {positions}, V) (a causal LM such as hf_lm or hf_lm_config, "
+                "not a sequence classifier)"
+            )
+        return logits
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != count:
         got = (f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
                else f"a {type(logits).__name__}, not a tensor")

@@ -48,14 +48,6 @@ def test_index_dtype_is_the_smallest_type_that_holds_every_class_index():
         assert codec.decode(fields, classes).argmax().item() == classes - 1
 
 
-@pytest.mark.parametrize("top_k", [None, 3])
-def test_field_names_are_the_fields_encode_writes(top_k):
-    """Kills codec.x_field_names__mutmut_1 .. _11 (every name or the None test changed: no test
-    called `field_names`, which nothing in src/ calls either)."""
-    fields = codec.encode(torch.randn(2, 5), top_k, torch.float16)
-    assert codec.field_names(top_k) == list(fields)
-
-
 def test_a_sha256_in_a_difference_is_cut_to_ten_characters_and_an_ellipsis():
     """Kills fingerprint.x_short__mutmut_3 (never shortened), _6 (11 characters kept), _7
     ("XX…XX"), _9 (every string but a 64-character one shortened), _10 (65 instead of 64)."""

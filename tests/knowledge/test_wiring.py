@@ -9,7 +9,7 @@ from potstill import config
 from potstill.errors import PotstillError
 from potstill.knowledge.adapters import FeatureAdapter
 from potstill.knowledge.wiring import build_terms, check_explicit_pairs, connect_terms
-from potstill.recipe import DistillSpec
+from potstill.recipe import DistillSpec, Recipe
 from tests.knowledge.nets import conv_net, make_batch, make_task
 
 
@@ -88,8 +88,10 @@ def test_recipe_checks_init_stage_consistency():
         spec(init_epochs=2)
     with pytest.raises(PotstillError, match="a term has stages \\[init\\] but init_epochs is 0"):
         spec(terms=[{"loss": "fitnet", "stages": ["init"]}])
-    with pytest.raises(PotstillError, match="loss: null leaves no distillation term"):
-        spec(loss=None)
+    recipe = {"name": "r", "data": {"name": "digits"}, "student": {"name": "mlp"}, "distill": {"loss": None}}
+    with pytest.raises(PotstillError, match="distill.loss: null leaves no distillation term"):
+        config.validate(recipe, Recipe)
+    config.validate(recipe | {"scheme": {"name": "seq_kd", "args": {"sequences": "s"}}}, Recipe)  # the sequences teach
 
 
 def test_task_step_feeds_each_term_its_own_layers():

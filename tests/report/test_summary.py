@@ -51,7 +51,8 @@ def test_model_row_measures_the_model_on_the_test_split(tmp_path):
     weights.write_bytes(b"x" * 1234)
     teacher_logits = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     report = ReportSpec(latency_batch_size=2, latency_repeats=1, ece_bins=4)
-    row, logits = model_row("student", model, bench(TARGETS), report, teacher_logits, weights, train_time_s=7.5)
+    row, prediction = model_row("student", model, bench(TARGETS), report, {"logits": teacher_logits}, weights,
+                                train_time_s=7.5)
     assert row["test_acc"] == pytest.approx(3 / 5)
     assert row["teacher_agreement"] == pytest.approx(3 / 5)  # predictions 0 1 2 0 1 vs teacher 0 1 0 0 2
     # 4 bins, worked in tests/engine/test_metrics.py: (.25,.5] {0.42 right}, (.5,.75] {0.62 right, 0.55 wrong},
@@ -60,7 +61,7 @@ def test_model_row_measures_the_model_on_the_test_split(tmp_path):
     assert row["params"] == 15 and row["size_bytes"] == 1234
     assert row["title"] == "distilled" and row["model"] == "FixedLogits" and row["train_time_s"] == 7.5
     assert row["latency_ms"] > 0 and row["latency_batch_size"] == 2
-    assert torch.allclose(logits.softmax(dim=1), torch.tensor(PROBS))
+    assert torch.allclose(prediction["logits"].softmax(dim=1), torch.tensor(PROBS))
 
     alone, _ = model_row("baseline", model, bench(TARGETS), report, None, tmp_path / "absent.safetensors", None)
     assert alone["teacher_agreement"] is None and alone["size_bytes"] is None and alone["title"] == "student alone"

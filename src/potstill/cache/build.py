@@ -133,13 +133,13 @@ def up_to_date(manifest: dict[str, Any], plan: dict[str, Any], folder: Path, lay
 def probe_layout(job: CacheJob) -> dict[str, Any]:
     """Field shapes and types from one teacher pass on one image."""
     logits, features = teacher_pass(job, torch.arange(1), torch.zeros(1, 3, dtype=torch.uint8))
-    num_classes = logits.shape[1]
+    num_classes = logits.shape[-1]  # classes, or a language model's vocabulary (logits (1, L, V))
     if job.top_k is not None and job.top_k >= num_classes:
         raise PotstillError(
             f"distill.cache.top_k: {job.top_k} keeps all {num_classes} classes; set top_k: null to store every logit"
         )
     fields = {name: {"shape": list(value.shape[1:]), "dtype": NUMPY_NAMES[value.dtype]}
-              for name, value in codec.encode(logits, job.top_k, job.dtype).items()}
+              for name, value in codec.encode(logits, job.top_k, job.dtype, per_token(logits)).items()}
     for name, value in features.items():
         fields[f"tap:{name}"] = {"shape": list(value.shape[1:]), "dtype": NUMPY_NAMES[job.dtype]}
     return {"num_samples": len(job.data), "views": job.views, "shard_size": job.shard_size,
@@ -209,7 +209,14 @@ def teacher_pass(job: CacheJob, index: torch.Tensor, params: torch.Tensor) -> tu
     job.teacher.eval()
     with torch.inference_mode(), job.teacher_taps.capture() as features:
         logits = call_model(job.teacher, batch).float()
+    if per_token(logits) and logits.shape[1] < job.data.input_shape[0]:  # rows cut to the batch's longest: pad back
+        logits = torch.nn.functional.pad(logits, (0, 0, 0, job.data.input_shape[0] - logits.shape[1]))
     return logits, {name: features[name].to(job.dtype) for name in job.taps}
+
+
+def per_token(logits: torch.Tensor) -> bool:
+    """A language model's logits (B, L, V): one distribution per position."""
+    return logits.ndim == 3
 
 
 def compute_shard(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, shard: int) -> dict[str, np.ndarray]:
@@ -220,7 +227,7 @@ def compute_shard(job: CacheJob, layout: dict[str, Any], bank: torch.Tensor, sha
         for first in range(start, end, job.batch_size):
             last = min(first + job.batch_size, end)
             logits, features = teacher_pass(job, torch.arange(first, last), bank[first:last, view])
-            fields = codec.encode(logits, job.top_k, job.dtype) | {f"tap:{k}": v for k, v in features.items()}
+            fields = codec.encode(logits, job.top_k, job.dtype, per_token(logits)) | {f"tap:{k}": v for k, v in features.items()}
             chunks.append({name: value.cpu() for name, value in fields.items()})
         per_view.append({name: torch.cat([c[name] for c in chunks]) for name in layout["fields"]})
     return {name: torch.stack([v[name] for v in per_view], dim=1).numpy() for name in layout["fields"]}

@@ -34,7 +34,7 @@ def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[st
     outputs = {"top_k": spec.top_k, "dtype": spec.dtype, "taps": list(taps)}
     stamp = fingerprint(
         teacher={"architecture": architecture, "preprocessing": preprocessing_of(teacher).header()},
-        teacher_state=teacher.state_dict(), data={"dataset": bench.splits.name},
+        teacher_state=teacher.state_dict(), data={"dataset": bench.splits.name} | tokenizer_of(train),
         inputs=train.content(), targets=train.targets, views=views, outputs=outputs,
     )
     return CacheJob(
@@ -43,3 +43,9 @@ def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[st
         shard_size=spec.shard_size, workers=spec.workers, batch_size=data.batch_size, device=bench.device,
         fingerprint=stamp,
     )
+
+
+def tokenizer_of(data) -> dict[str, str]:
+    """Text data names the tokenizer its ids come from (a cache made with another is refused by name)."""
+    fingerprint = getattr(data, "tokenizer", "")
+    return {"tokenizer": fingerprint} if fingerprint else {}

@@ -284,6 +284,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def token_lines(layout: dict, per_view: dict) -> list[str]:
+    """A language model's cache: bytes per token (its logits fields hold one row per position)."""
+    shapes = [field["shape"] for name, field in layout["fields"].items() if not name.startswith("tap:")]
+    if not shapes or len(shapes[0]) != 2:
+        return []
+    positions, kept = shapes[0]
+    what = f"top {kept} of {layout['num_classes']} tokens" if "log_probs" in layout["fields"] else "every token's logit"
+    return [f"  per token        {per_view['logits'] / positions:g} B ({what}, {positions} positions per row)"]
+
+
 def cache_info(folder: Path, quiet: bool) -> int:
     manifest = read_manifest(folder)
     check_cache(folder, manifest, current=None)  # every file's checksum
@@ -303,6 +313,7 @@ def print_cache(folder: Path, manifest: dict) -> None:
         f"  fields           {fields}",
         (f"  bytes            {per_view['logits']} logits + {per_view['features']} features + {per_view['view']} view "
          f"per sample-view; {size['total'] / 2**20:.2f} MiB in all"),
+        *token_lines(layout, per_view),
         f"  teacher          {stamp['teacher']['architecture']['name']} weights {stamp['teacher']['weights_sha256'][:12]}",
         f"  data             {stamp['data']['dataset']} {stamp['data']['samples']} samples, content {stamp['data']['content_sha256'][:12]}",
         f"  views            {stamp['views']}",

@@ -9,6 +9,7 @@
     potstill list    taps MODEL                  a model's layers, output shapes and automatic pairing
     potstill cache   build RECIPE [--rebuild]    run the teacher once, store its outputs per (sample, view)
     potstill cache   info DIR                    check a cache's checksums and describe it
+    potstill generate RECIPE [--out DIR]         the teacher writes sequences for sequence-level KD (seq_kd)
 
 User errors print one line and exit 2; --debug shows the traceback. Results go to stdout (with
 --json only summary.json), progress and messages to stderr.
@@ -28,6 +29,7 @@ import torch
 from potstill import __version__
 from potstill.cli.commands import cmd_cache, cmd_distill, cmd_eval, cmd_list, cmd_train
 from potstill.cli.convert import cmd_convert
+from potstill.cli.generate import cmd_generate
 from potstill.errors import PotstillError
 
 JSON_HELP = "print {file} to stdout, and nothing else there (the table and messages go to stderr), for scripts"
@@ -94,6 +96,15 @@ def parser() -> argparse.ArgumentParser:
     cache.add_argument("--rebuild", action="store_true", help="delete a cache built from something else and build anew")
     cache.add_argument("--workers", type=int, help="build processes (default: distill.cache.workers)")
     cache.set_defaults(handler=cmd_cache)
+    generating = commands.add_parser(
+        "generate", parents=[common], help="the teacher writes its sequences for sequence-level KD (scheme seq_kd)",
+        description="continue every training row's prompt with the recipe's teacher once and store the sequences "
+        "(resumable, fingerprinted) where scheme.args.sequences says",
+    )
+    generating.add_argument("recipe", help="a recipe with scheme seq_kd and a teacher checkpoint")
+    generating.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    generating.add_argument("--out", help="sequences folder (default: scheme.args.sequences)")
+    generating.set_defaults(handler=cmd_generate)
     return main
 
 

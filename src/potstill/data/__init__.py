@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from potstill.data import cifar, embedded, idx, readers, text  # noqa: F401  (registers the datasets)
+from potstill.data import cifar, embedded, idx, readers, shakespeare, text  # noqa: F401  (registers the datasets)
 from potstill.data.arrays import ArrayData, DataSplits, channel_stats, stratified_split
 from potstill.data.loader import Augment, BatchLoader
 from potstill.data.registry import DATASETS, RawData
@@ -55,14 +55,14 @@ def make_splits(
     notes = list(raw.notes)
     train, test = raw.train, raw.test
     if test is None:
-        keep, held = stratified_split(train.targets, test_fraction, seed=10_007 + seed)
+        keep, held = split_rows(train, test_fraction, seed=10_007 + seed)
         train, test = train.subset(keep), train.subset(held)
         notes.append(f"no official test split: {len(test)} samples held out as test (stratified, split seed {seed})")
     if test.num_classes != train.num_classes or test.input_shape != train.input_shape:
         raise PotstillError(f"{name}: train and test splits differ in shape or class count")
     val = None
     if val_fraction > 0:
-        keep, held = stratified_split(train.targets, val_fraction, seed=20_011 + seed)
+        keep, held = split_rows(train, val_fraction, seed=20_011 + seed)
         train, val = train.subset(keep), train.subset(held)
         notes.append(f"{len(val)} training samples held out for validation (stratified, split seed {seed})")
     if train_size is not None:
@@ -73,6 +73,15 @@ def make_splits(
         notes.append(f"testing on a random subset of {test_size} test samples (split seed {seed})")
     mean, std = channel_stats(train) if train.modality == "image" else ((), ())  # text: no channels
     return DataSplits(name, train, val, test, mean, std, notes)
+
+
+def split_rows(data, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stratified by class for classification; rows at random for a language model (targets (N, L))."""
+    if data.targets.ndim == 1:
+        return stratified_split(data.targets, fraction, seed=seed)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    held = int(round(len(data) * fraction))
+    return order[held:].sort().values, order[:held].sort().values
 
 
 def random_subset(name: str, data, size: int, key: str, seed: int):

@@ -173,8 +173,8 @@ class DataSplits:
 
     @property
     def task(self) -> str:
-        """What the labels ask (potstill.engine.tasks): class indices, for images and text alike."""
-        return "classification"
+        """What the labels ask (potstill.engine.tasks): class indices (images, text topics) or next tokens."""
+        return getattr(self.train, "task", "classification")
 
     @property
     def modality(self) -> str:

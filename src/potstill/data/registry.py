@@ -28,6 +28,11 @@ class DatasetRegistry(Registry):
 DATASETS = DatasetRegistry("dataset")
 
 
+def dataset_task(name: str) -> str:
+    """classification, or causal_lm for a language-modelling dataset (potstill.engine.tasks)."""
+    return getattr(DATASETS.get(name), "task", "classification")
+
+
 @dataclass
 class RawData:
     train: ArrayData

@@ -211,7 +211,8 @@ def describe(record: dict, epochs: int) -> str:
     """The epoch's summary, e.g. `student  3/20 loss 0.412 (ce 0.213, kd 0.2) train 91.2% test 90.8% lr 0.0019 1.2s`:
     numbers to 3 significant digits. Terms that would take it past LINE_WIDTH go on indented lines below."""
     held_out = " ".join(
-        f"{k.removesuffix('_acc')} {100 * v:.1f}%" for k, v in record.items() if k.endswith("_acc") and k != "train_acc"
+        f"{k.removesuffix('_acc')} {100 * v:.1f}%" if k.endswith("_acc") else f"{k.removesuffix('_ppl')} ppl {v:.4g}"
+        for k, v in record.items() if (k.endswith("_acc") and k != "train_acc") or k.endswith("_ppl")
     )
     head = f"{record['stage']:<7} {record['epoch']:>{len(str(epochs))}}/{epochs} loss {record['loss']:.3g}"
     tail = f"{train_words(record)}{held_out} lr {record['lr']:.2g} {record['time_s']:.1f}s"

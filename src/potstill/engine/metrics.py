@@ -52,7 +52,11 @@ def expected_calibration_error(logits: torch.Tensor, targets: torch.Tensor, bins
     """ECE (Guo et al. 2017): sum over equal-width confidence bins of |accuracy - confidence| * share."""
     probs = logits.softmax(dim=1)
     confidence, predicted = probs.max(dim=1)
-    correct = (predicted == targets).float()
+    return calibration_error(confidence, (predicted == targets).float(), bins)
+
+
+def calibration_error(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> float:
+    """ECE from each prediction's confidence (its top probability) and correctness (1.0 or 0.0)."""
     edges = torch.linspace(0, 1, bins + 1)
     ece = torch.zeros(())
     for low, high in zip(edges[:-1], edges[1:]):

@@ -14,6 +14,7 @@ from torch import nn
 
 from potstill.data.loader import Batch
 from potstill.model_io import call_model
+from potstill.positions import IGNORE_INDEX
 from potstill.schedules import WeightSchedule
 
 
@@ -70,8 +71,11 @@ class Task:
 
 
 def hard_label_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-    """Cross-entropy against the dataset labels (the alpha term)."""
-    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    """Cross-entropy against the dataset labels (the alpha term), mean over the counted positions:
+    (B, K) logits against (B,) classes, or (B, L, V) next-token logits against (B, L) next tokens
+    with IGNORE_INDEX where nothing counts (potstill.positions)."""
+    return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX,
+                           label_smoothing=label_smoothing)
 
 
 class Supervised(Task):

@@ -1,9 +1,10 @@
 """Distillation losses, one file each, grouped by the kind of knowledge they transfer:
-response/ (logits), feature/ (intermediate layers), relation/ (relations between samples or layers).
+response/ (logits), feature/ (intermediate layers), relation/ (relations between samples or layers),
+plus the layer losses of transformer/ and the token-level divergences of token/ (language models).
 
 Every loss is an `nn.Module` registered in LOSSES; `forward(student, teacher, batch)` returns an
 unweighted scalar. Weights and schedules live in the recipe, never in the loss. Every module in
-the three family folders is imported here, so adding a loss is adding one file.
+the family folders is imported here, so adding a loss is adding one file.
 """
 
 import importlib
@@ -11,7 +12,7 @@ import pkgutil
 
 from potstill.knowledge.base import LOSSES, DistillationLoss, Outputs, Probe
 
-FAMILIES = ("response", "feature", "relation", "transformer")
+FAMILIES = ("response", "feature", "relation", "transformer", "token")
 
 for _family in FAMILIES:
     _package = importlib.import_module(f"{__name__}.{_family}")

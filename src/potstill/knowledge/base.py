@@ -85,6 +85,9 @@ class DistillationLoss(nn.Module):
     # what the features must be: "any" (logits only), "image" (feature maps / image features),
     # "text" (token sequences: hidden states (B, L, D), attention maps (B, H, L, L))
     modality: ClassVar[str] = "any"
+    # which data tasks (potstill.engine.tasks) its logits may come from: classification (B, K), or
+    # also causal_lm (B, L, V) for a loss that compares distributions per counted position
+    tasks: ClassVar[tuple[str, ...]] = ("classification",)
     needs_teacher: ClassVar[bool] = True  # False for a virtual teacher (label smoothing as KD)
     default_weight: ClassVar[float] = 1.0  # the paper's weight, used when the recipe leaves the weight null
     min_pairs: ClassVar[int] = 1  # layer pairs the loss needs (FSP: 2, a matrix between two layers)

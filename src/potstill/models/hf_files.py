@@ -74,9 +74,20 @@ def model_folder(name: str, need_weights: bool = False) -> Path:
     return folder
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def tokenizer_folder(name: str) -> Path:
+    """A model folder, or a folder holding only a tokenizer (what tokenizer.save_pretrained wrote)."""
+    folder = Path(name).expanduser()
+    if name not in SHIPPED and any((folder / file).is_file() for file in TOKENIZER_FILES):
+        return folder
+    return model_folder(name)
+
+
 def load_tokenizer(name: str) -> Any:
-    """The tokenizer saved in a model folder (fast tokenizer from tokenizer.json when present)."""
-    folder = model_folder(name)
+    """The tokenizer saved in a model or tokenizer folder (fast tokenizer from tokenizer.json when present)."""
+    folder = tokenizer_folder(name)
     transformers = transformers_module()
     try:
         return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

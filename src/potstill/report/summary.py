@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from potstill.engine.guard import term_names
-from potstill.engine.metrics import count_parameters, predict
+from potstill.engine.metrics import count_parameters
 from potstill.recipe import ReportSpec
 from potstill.report.latency import latency_warning, measure_latency
 from potstill.workbench import Workbench
@@ -27,26 +27,27 @@ def model_row(
     model: nn.Module,
     bench: Workbench,
     report: ReportSpec,
-    teacher_logits: torch.Tensor | None,
+    teacher_logits: dict[str, torch.Tensor] | None,  # the teacher row's prediction
     weights_file: Path | None,
     train_time_s: float | None,
     latency: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor]:
-    """Measure one model on the test split; also return its test logits (N, K). `latency`: its
-    fields from `measure_latency` over all the run's models (timed together, interleaved); without
-    it the model is timed alone."""
-    logits, targets = predict(model, bench.eval_loader("test"))
+    """Measure one model on the test split; also return its test predictions (the task's: logits
+    (N, K) of a classifier, per-token summaries of a language model), which the teacher's row
+    passes on as `teacher_logits`. `latency`: its fields from `measure_latency` over all the
+    run's models (timed together, interleaved); without it the model is timed alone."""
+    prediction = bench.measures.predict(model, bench.eval_loader("test"))
     row = {
         "role": role,
         "title": ROLE_TITLES.get(role, role),
         "model": type(model).__name__,
-        **bench.measures.report(logits, targets, teacher_logits, report.ece_bins),
+        **bench.measures.report(prediction, teacher_logits, report.ece_bins),
         "params": count_parameters(model),
         "size_bytes": weights_file.stat().st_size if weights_file is not None and weights_file.is_file() else None,
         **(latency or measure_latency([(role, model)], bench.splits.example_batch, report)[role]),
         "train_time_s": train_time_s,
     }
-    return row, logits
+    return row, prediction
 
 
 def summarize(rows: list[dict[str, Any]], data: dict[str, Any], final: str = "student") -> dict[str, Any]:
@@ -60,6 +61,11 @@ def summarize(rows: list[dict[str, Any]], data: dict[str, Any], final: str = "st
     final = by_role.get("refine") or by_role.get(final)
     if final is not None and "baseline" in by_role:
         summary["distillation_gain_points"] = round(100 * (final["test_acc"] - by_role["baseline"]["test_acc"]), 3)
+        if final.get("test_ppl") is not None:  # a language model: perplexity decides, lower is better
+            summary["accuracy_note"] = ("perplexity and next-token top-1 on the test split after the last epoch "
+                                        "(no checkpoint selection)")
+            change = 100 * (final["test_ppl"] / by_role["baseline"]["test_ppl"] - 1)
+            summary["perplexity_change_pct"] = round(change, 3)
     if final is not None and "teacher" in by_role:
         summary["compression"] = round(by_role["teacher"]["params"] / max(final["params"], 1), 2)
     summary["latency_warning"] = latency_warning(rows)  # None: the timings were steady

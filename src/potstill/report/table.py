@@ -43,6 +43,8 @@ def _fmt(value: Any, kind: str) -> str:
         return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
     if kind == "s":
         return f"{value:.1f}"
+    if kind == "ppl":
+        return f"{value:.2f}"
     return f"{value:.4f}"
 
 
@@ -61,6 +63,20 @@ QUALITY: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("agree", lambda row: _fmt(row.get("teacher_agreement"), "pct")),
     ("ECE", lambda row: _fmt(row.get("ece"), "f")),
 ]
+# a language model's summary leads with perplexity and bits per byte (lower is better)
+PERPLEXITY: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("ppl", lambda row: _fmt(row.get("test_ppl"), "ppl")),
+    ("bpb", lambda row: _fmt(row.get("test_bpb"), "f")),
+]
+
+
+def quality(summary: dict[str, Any]) -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
+    """The quality columns: perplexity first for language models, then top-1, agreement, ECE."""
+    if any(row.get("test_ppl") is not None for row in summary["models"]):
+        return PERPLEXITY + QUALITY
+    return QUALITY
+
+
 SIZE: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
     ("params", lambda row: _fmt(row.get("params"), "int")),
     ("size", lambda row: _fmt(row.get("size_bytes"), "kb")),
@@ -105,9 +121,9 @@ def _layouts(summary: dict[str, Any]) -> Iterator[tuple[str | None, list[Table]]
     latency spread on a second line, then an accuracy table above a cost table."""
     title = table_title(summary)
     for separator in (" ", "\n"):
-        yield None, [_table(summary, QUALITY + _cost(summary, separator), title)]
+        yield None, [_table(summary, quality(summary) + _cost(summary, separator), title)]
     for separator in (" ", "\n"):
-        yield title, [_table(summary, QUALITY, None), _table(summary, _cost(summary, separator), None)]
+        yield title, [_table(summary, quality(summary), None), _table(summary, _cost(summary, separator), None)]
 
 
 def _blocks(summary: dict[str, Any]) -> list[str]:
@@ -115,7 +131,7 @@ def _blocks(summary: dict[str, Any]) -> list[str]:
     lines = [table_title(summary)]
     for row in summary["models"]:
         lines.append(f"{row.get('title', row.get('role', '?'))}:")
-        lines.append("  " + "  ".join(f"{header} {cell(row)}" for header, cell in QUALITY))
+        lines.append("  " + "  ".join(f"{header} {cell(row)}" for header, cell in quality(summary)))
         lines.append("  " + "  ".join(f"{header} {cell(row)}" for header, cell in SIZE) + f"  train {_fmt(row.get('train_time_s'), 's')} s")
         if "latency_batch1_ms" in row:
             lines.append(f"  CPU ms at batch 1: {latency_text(row, 'latency_batch1')}")
@@ -142,8 +158,11 @@ def render_table(summary: dict[str, Any], console: Console | None = None) -> Non
     repeats = summary["models"][0].get("latency_repeats") if summary["models"] else None
     latency = (f"median CPU milliseconds of one forward pass of N samples (p10-p90 over {repeats} interleaved rounds)"
                if repeats else "CPU milliseconds of one forward pass of N samples")  # summaries from before the spread
-    console.print(f"agree: same top-1 class as the teacher; ECE: expected calibration error; ms b=N: {latency}",
-                  highlight=False, markup=False)
+    legend = "agree: same top-1 class as the teacher; ECE: expected calibration error"
+    if quality(summary) is not QUALITY:
+        legend = ("ppl: perplexity; bpb: bits per UTF-8 byte; top-1 and agree: next token, per predicted position; "
+                  "ECE: expected calibration error over tokens")
+    console.print(f"{legend}; ms b=N: {latency}", highlight=False, markup=False)
     if summary.get("terms"):
         console.print(terms_line(summary), highlight=False, markup=False)
     for line in result_lines(summary):
@@ -162,7 +181,12 @@ def result_lines(summary: dict[str, Any]) -> list[str]:
     """The verdict (when a baseline was trained), the training warnings (a term that drowned the
     others) and the latency warning (when timings were unsteady)."""
     lines = []
-    if "distillation_gain_points" in summary:
+    if "perplexity_change_pct" in summary:
+        change = summary["perplexity_change_pct"]
+        verdict = "helped" if change < 0 else "did not help"
+        lines.append(f"distillation {verdict}: test perplexity {change:+.2f}% against the student trained alone "
+                     f"(next-token top-1 {summary['distillation_gain_points']:+.2f} points)")
+    elif "distillation_gain_points" in summary:
         gain = summary["distillation_gain_points"]
         verdict = "helped" if gain > 0 else "did not help"
         lines.append(f"distillation {verdict}: {gain:+.2f} points of top-1 over the student trained alone")
@@ -174,6 +198,9 @@ def result_lines(summary: dict[str, Any]) -> list[str]:
 
 def headline_lines(summary: dict[str, Any]) -> list[str]:
     """What --quiet still prints: every model's top-1, then the result lines."""
+    if any(row.get("test_ppl") is not None for row in summary["models"]):
+        values = ", ".join(f"{row.get('title', row.get('role'))} {_fmt(row.get('test_ppl'), 'ppl')}" for row in summary["models"])
+        return [f"perplexity on the test split: {values}", *result_lines(summary)]
     accuracies = ", ".join(f"{row.get('title', row.get('role'))} {_fmt(row.get('test_acc'), 'pct')}" for row in summary["models"])
     return [f"top-1 on the test split: {accuracies}", *result_lines(summary)]
 

@@ -100,7 +100,9 @@ class OfflineDistillation(Task):
     def teacher_outputs(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         with self.timed("teacher"):
             if self.cache is not None:
-                return self.cache.outputs(batch["index"], batch["view"])
+                logits, features = self.cache.outputs(batch["index"], batch["view"])
+                # a language model's cached rows have the data's full length; the batch may be cut shorter
+                return logits[tuple(slice(0, size) for size in batch["target"].shape)], features
             forward = (self.compiled or {}).get(id(self.teacher))
             return frozen_forward(self.teacher, self.teacher_taps, batch, forward)
 

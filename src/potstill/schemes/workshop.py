@@ -56,8 +56,9 @@ class Workshop(Protocol):
         """The student trained alone with the same budget and initial weights."""
 
     def transfer(self, name: str, student: nn.Module, teacher: nn.Module | None, teacher_role: str | None = None,
-                 architecture: ModelSpec | None = None) -> nn.Module:
-        """Offline distillation of `student` from a frozen `teacher` in stage `name`."""
+                 architecture: ModelSpec | None = None, make_task=None) -> nn.Module:
+        """Offline distillation of `student` from a frozen `teacher` in stage `name`; `make_task`: the
+        main stage's Task class in place of OfflineDistillation (same arguments)."""
 
     def refine(self, distilled: nn.Module) -> nn.Module | None:
         """Phase 3: fine-tune a copy of the distilled student on hard labels."""

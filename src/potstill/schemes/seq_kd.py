@@ -1,0 +1,89 @@
+"""Sequence-level knowledge distillation (Kim & Rush, "Sequence-Level Knowledge Distillation",
+EMNLP 2016, arXiv 1606.07947): the student is trained on the teacher's own outputs.
+
+    potstill generate RECIPE    the teacher continues each training row's prompt once (greedy by
+                                default; Kim & Rush use beam search), stored with the teacher's and
+                                the prompts' fingerprints (potstill.sequences)
+    potstill distill  RECIPE    the student learns those sequences: cross-entropy on the teacher's
+                                tokens (distill.alpha, Kim & Rush's seq-KD), plus any distill terms
+                                computed on them (their "seq-KD + word-KD" combination)
+
+    L = alpha * sum_t -log p_S(y_t | x, y_<t)  +  sum_terms w * D(p_T || p_S) at the same positions,
+        y = the teacher's output for prompt x
+
+The baseline (the student alone) learns the plays themselves with the same budget, so the table
+answers whether the teacher's sequences teach more than the data they replace.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from potstill.data.loader import Batch
+from potstill.engine.task import StepResult
+from potstill.schemes.base import SCHEMES
+from potstill.schemes.gkd import GKD, prompts, special_ids
+from potstill.schemes.offline import OfflineDistillation, named
+from potstill.sequences import Settings, expected_manifest, read_sequences
+
+if TYPE_CHECKING:
+    from potstill.schemes.workshop import Workshop
+
+
+class SequenceDistillation(OfflineDistillation):
+    """OfflineDistillation on the teacher's stored sequence for each row of the batch."""
+
+    def __init__(self, *args, rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.rows = rows
+
+    def step(self, batch: Batch, progress: float) -> StepResult:
+        index = batch["index"]
+        ids, mask, targets = (tensor.to(index.device)[index] for tensor in self.rows)
+        length = int(mask.sum(dim=1).max())
+        written = {"input_ids": ids[:, :length], "attention_mask": mask[:, :length], "target": targets[:, :length], "index": index}
+        return super().step(written, progress)
+
+
+def prompt_block(data, prompt_tokens: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every training row's prompt (see schemes/gkd.prompts), (N, P) right-padded."""
+    return prompts({"input_ids": data.input_ids, "attention_mask": data.attention_mask, "target": data.targets}, prompt_tokens)
+
+
+@SCHEMES.register("seq_kd")
+class SeqKD(GKD):
+    """Sequence-level KD: the student learns the teacher's generated sequences (potstill generate first)."""
+
+    def __init__(self, sequences: str, prompt_tokens: int | None = None, max_new_tokens: int = 64,
+                 temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64) -> None:
+        super().__init__(lmbda=1.0, prompt_tokens=prompt_tokens, max_new_tokens=max_new_tokens, temperature=1.0, top_p=top_p)
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature >= 0:
+            from potstill.errors import PotstillError
+
+            raise PotstillError(f"scheme seq_kd: temperature must be >= 0 (0 = greedy), got {temperature!r}")
+        self.temperature, self.sequences, self.batch_size = float(temperature), Path(sequences), batch_size
+
+    def settings(self, seed: int) -> Settings:
+        return Settings(self.prompt_tokens, self.max_new_tokens, self.temperature, self.top_p, seed)
+
+    def manifest(self, teacher: nn.Module, data, seed: int) -> dict:
+        ids, mask = prompt_block(data, self.prompt_tokens)
+        return expected_manifest(teacher, ids, mask, data.tokenizer, self.settings(seed))
+
+    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
+        student_init = student if student is not None else runner.student()
+        teacher = teacher if teacher is not None else runner.teacher()
+        data = runner.bench.splits.train
+        self.check_lengths(data)
+        manifest = self.manifest(teacher, data, runner.recipe.seed)
+        rows = read_sequences(self.sequences, manifest, "write them with: potstill generate RECIPE")
+        make = lambda *args, **kwargs: SequenceDistillation(*args, rows=rows, **kwargs)  # noqa: E731
+        models = [("teacher", teacher)] + named("baseline", runner.baseline(student_init))
+        return models + [("student", runner.transfer("student", student_init, teacher, make_task=make))]
+
+
+__all__ = ["SeqKD", "SequenceDistillation", "prompt_block", "special_ids"]
