@@ -59,7 +59,8 @@ class Workbench:
     def check_model(self, model: nn.Module, role: str) -> None:
         """One dry-run forward pass: the model must accept the data and predict its classes."""
         if self.splits.modality == "text":  # before a forward pass, which would fail on a foreign id with an index error
-            check_vocabulary(model, role, self.splits.train, self.data.args.get("tokenizer"))
+            tokenizer = getattr(self.splits.train, "tokenizer_path", "") or self.data.args.get("tokenizer")
+            check_vocabulary(model, role, self.splits.train, tokenizer)
         batch = {name: value[:2] for name, value in next(self.eval_loader("test").batches()).items()}
         inputs = model_inputs(batch)
         shapes = ", ".join(f"{name} {tuple(value.shape[1:])}" for name, value in inputs.items())

@@ -28,6 +28,7 @@ from potstill.models import MODELS, create_model, model_modality
 from potstill.pipeline import Runner
 from potstill.recipe import ModelSpec, Recipe
 from potstill.report import measure_latency, model_row, print_result, result_console, summarize
+from potstill.report.samples import text_samples
 from potstill.schemes import SCHEMES, create_scheme
 from potstill.startup import check_before_writing, open_workbench, preflight
 from potstill.taps import dry_run, embedding_tap, stage_taps
@@ -146,10 +147,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     final = json.loads(summary_file.read_text()).get("final_role", "student") if summary_file.is_file() else "student"
     summary = summarize(rows, runner.bench.splits.describe(), final)
     summary["not_re_measured"] = skipped
+    if runner.bench.splits.task == "causal_lm":  # a language model: what each writes after the same prompts
+        summary["samples"] = text_samples(dict(measured), runner.bench.splits.test, runner.bench.device)
     run.write_json("eval.json", summary)
     note = [f"not re-measured (no single weights file; summary.json keeps them): {', '.join(skipped)}"] if skipped else []
+    note += sample_lines(summary.get("samples", []))
     show_result(args, run.path / "eval.json", note)
     return 0
+
+
+def sample_lines(samples: list[dict[str, str]]) -> list[str]:
+    """Each prompt, then each model's greedy continuation, one line each (newlines shown as ⏎)."""
+    lines = []
+    for number, sample in enumerate(samples, 1):
+        lines.append(f"sample {number}: ...{sample['prompt'][-60:]!r}".replace("\\n", "⏎"))
+        lines += [f"  {role:<9} {text[:100]!r}".replace("\\n", "⏎") for role, text in sample.items() if role != "prompt"]
+    return lines
 
 
 def saved_models(runner: Runner):

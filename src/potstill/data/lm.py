@@ -137,9 +137,39 @@ def prompt_rows(prompts: list[list[int]], responses: list[list[int]], length: in
     targets = torch.full((rows, length), IGNORE_INDEX, dtype=torch.long)
     for row, (prompt, response) in enumerate(zip(prompts, responses)):
         tokens = list(prompt) + list(response) + ([eos_id] if eos_id is not None else [])
+        if not prompt or len(tokens) > length or len(tokens) <= len(prompt):
+            raise PotstillError(
+                f"row {row}: a prompt of {len(prompt)} tokens and a response of {len(response)} (+ the end token) "
+                f"need 1 to {length} tokens in all, with a non-empty prompt and something after it"
+            )
         ids[row, : len(tokens)] = torch.tensor(tokens)
         mask[row, : len(tokens)] = 1
         # position t predicts token t + 1: the response starts at len(prompt), predicted from len(prompt) - 1
         start = len(prompt) - 1
         targets[row, start : len(tokens) - 1] = torch.tensor(tokens[start + 1 :])
     return ids, mask, targets
+
+
+def token_byte_lengths(tokenizer: Any) -> torch.Tensor | None:
+    """(V,) UTF-8 bytes each token stands for, for a byte-level tokenizer (GPT-2's kind: each
+    character of a token's string is one byte; special tokens stand for none); else None."""
+    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+    if type(decoder).__name__ != "ByteLevel":
+        return None
+    special = set(tokenizer.all_special_ids)
+    lengths = torch.zeros(len(tokenizer), dtype=torch.long)
+    for token, index in tokenizer.get_vocab().items():
+        if index < len(lengths) and index not in special:
+            lengths[index] = len(token)
+    return lengths
+
+
+def target_bytes(tokenizer: Any, targets: torch.Tensor) -> torch.Tensor:
+    """(N,) UTF-8 bytes of each row's counted targets: summed per token for a byte-level tokenizer
+    (a character split across two rows is counted once), else each row's decoded text."""
+    lengths = token_byte_lengths(tokenizer)
+    counted = targets != IGNORE_INDEX
+    if lengths is not None:
+        return torch.where(counted, lengths[targets.clamp(min=0)], 0).sum(dim=1)
+    rows = [row[mask].tolist() for row, mask in zip(targets, counted)]
+    return torch.tensor([len(text.encode("utf-8")) for text in tokenizer.batch_decode(rows, skip_special_tokens=True)])

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from potstill.data.bpe import train_bpe
-from potstill.data.lm import LMData, windows
+from potstill.data.lm import LMData, target_bytes, windows
 from potstill.data.registry import DATASETS, RawData
 from potstill.errors import PotstillError, did_you_mean
 from potstill.models.hf_files import load_tokenizer, tokenizer_fingerprint
@@ -98,9 +98,7 @@ def corpus_data(texts: list[str], tokenizer, folder: str, context: int, split: s
     for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
         stream += ids + [tokenizer.eos_token_id]
     inputs, targets = windows(torch.tensor(stream, dtype=torch.long), context)
-    decoded = tokenizer.batch_decode(targets.tolist(), skip_special_tokens=True)
-    target_bytes = torch.tensor([len(text.encode("utf-8")) for text in decoded], dtype=torch.long)
     return LMData(inputs, torch.ones_like(inputs), targets, len(tokenizer), split=split,
-                  tokenizer=tokenizer_fingerprint(tokenizer), tokenizer_path=folder, target_bytes=target_bytes)
+                  tokenizer=tokenizer_fingerprint(tokenizer), tokenizer_path=folder, target_bytes=target_bytes(tokenizer, targets))
 shakespeare.modality = "text"  # token sequences: text models and losses (startup.check_modality)
 shakespeare.task = "causal_lm"

@@ -137,7 +137,8 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
         for name, term in result.terms.items():
             totals[name] = totals.get(name, 0.0) + term.detach().float()
         if result.logits is not None:
-            hits, counted = stage.measures.step_counts(result.logits, batch)
+            scored = result.scored if result.scored is not None else batch  # e.g. the student's own samples (gkd)
+            hits, counted = stage.measures.step_counts(result.logits, scored)
             correct += hits
             seen += counted
         if (step + 1) % check_every == 0 or step + 1 == len(loader):

@@ -23,6 +23,7 @@ class StepResult:
     terms: dict[str, torch.Tensor]  # weighted loss terms; the loop minimises their sum
     logits: torch.Tensor | None  # (B, K) the trained model's logits, for training accuracy (None: no classifier trains)
     weights: dict[str, float]  # the weight each term had at this step (after its schedule)
+    scored: dict[str, torch.Tensor] | None = None  # the batch `logits` belong to, when the step replaced the loader's
 
 
 class Task:

@@ -17,7 +17,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from potstill.engine.metrics import accuracy, agreement, calibration_error, expected_calibration_error, macro_f1, predict
+from potstill.engine.metrics import (
+    accuracy,
+    agreement,
+    calibration_error,
+    expected_calibration_error,
+    macro_f1,
+    predict,
+)
 from potstill.model_io import call_model
 from potstill.positions import counted_mask
 

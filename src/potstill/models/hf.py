@@ -55,11 +55,12 @@ def sequence_length(model: str, input_shape: Any) -> int:
     return check_positive_int(model, "sequence length", input_shape[0])
 
 
-def check_positions(model: str, length: int, max_positions: int) -> None:
+def check_positions(model: str, length: int, max_positions: int, key: str = "data.args.max_length") -> None:
+    """`key`: the recipe key that sets the sequence length, named in the fix."""
     if length > max_positions:
         raise PotstillError(
             f"model '{model}': sequences of {length} tokens are longer than its {max_positions} positions; "
-            f"set data.args.max_length to at most {max_positions}"
+            f"set {key} to at most {max_positions}"
         )
 
 

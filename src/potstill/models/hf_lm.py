@@ -22,6 +22,9 @@ from potstill.models.hf import check_positions, finish, on_meta_device, sequence
 from potstill.models.hf_files import load_tokenizer, model_folder, transformers_module
 
 
+CONTEXT_KEY = "data.args.context (shakespeare) or data.args.max_length (prompt_response)"
+
+
 def output_size(config: Any) -> int:
     return int(config.vocab_size)
 
@@ -40,7 +43,7 @@ def hf_lm(input_shape: tuple[int], num_classes: int, path: str) -> nn.Module:
     folder = model_folder(path, need_weights=True)
     transformers = transformers_module()
     config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    check_positions("hf_lm", length, context_of(config))
+    check_positions("hf_lm", length, context_of(config), CONTEXT_KEY)
     if output_size(config) != num_classes:
         raise PotstillError(
             f"model 'hf_lm' in {folder} predicts {output_size(config)} tokens but the data's vocabulary has "
@@ -80,7 +83,7 @@ def hf_lm_config(input_shape: tuple[int], num_classes: int, model_type: str = "g
         raise PotstillError(f"model 'hf_lm_config': hidden ({hidden}) must be a multiple of heads ({heads})")
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
         raise PotstillError(f"model 'hf_lm_config': dropout must be a number in [0, 1), got {dropout!r}")
-    check_positions("hf_lm_config", length, max_positions)
+    check_positions("hf_lm_config", length, max_positions, f"{CONTEXT_KEY} (or the model's max_positions)")
     eos = load_tokenizer(tokenizer).eos_token_id if tokenizer is not None else None
     settings: dict[str, Any] = dict(vocab_size=num_classes, hidden_size=hidden, num_hidden_layers=layers,
                                     num_attention_heads=heads, max_position_embeddings=max_positions,

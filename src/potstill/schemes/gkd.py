@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 class OnPolicyDistillation(OfflineDistillation):
     """OfflineDistillation whose batches are, with probability lmbda, the student's own continuations."""
 
-    def __init__(self, *args, sampling: "GKD", pad_token_id: int, eos_token_id: int | None, seed: int, **kwargs) -> None:
+    def __init__(self, *args, sampling: GKD, pad_token_id: int, eos_token_id: int | None, seed: int, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.sampling, self.pad_token_id, self.eos_token_id, self.seed = sampling, pad_token_id, eos_token_id, seed
 
@@ -56,9 +56,11 @@ class OnPolicyDistillation(OfflineDistillation):
             sampled = self.student_batch(batch, generator)
         alpha, self.alpha = self.alpha, 0.0  # no hard labels on the student's own samples
         try:
-            return super().step(sampled, progress)
+            result = super().step(sampled, progress)
         finally:
             self.alpha = alpha
+        result.scored = sampled
+        return result
 
     def student_batch(self, batch: Batch, generator: torch.Generator) -> Batch:
         """The rows' prompts continued by the student: ids and mask right-aligned from position 0,
@@ -111,8 +113,9 @@ class GKD(Offline):
 
     def check(self, recipe, terms, given_teacher: bool = False) -> None:
         super().check(recipe, terms, given_teacher)
-        if recipe.data.name != "python" and dataset_task(recipe.data.name) != "causal_lm":
-            raise PotstillError(f"scheme gkd distils language models; dataset '{recipe.data.name}' is not one (try shakespeare)")
+        if not given_teacher and dataset_task(recipe.data.name) != "causal_lm":  # from Python: checked in run()
+            raise PotstillError(f"scheme {self.name} distils language models; dataset '{recipe.data.name}' is not one "
+                                "(try shakespeare or prompt_response)")
 
     def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         student_init = student if student is not None else runner.student()
@@ -120,14 +123,16 @@ class GKD(Offline):
         data = runner.bench.splits.train
         self.check_lengths(data)
         pad, eos = special_ids(data)
-        make = lambda *args, **kwargs: OnPolicyDistillation(  # noqa: E731
+        make = lambda *args, **kwargs: OnPolicyDistillation(
             *args, sampling=self, pad_token_id=pad, eos_token_id=eos, seed=runner.recipe.seed, **kwargs)
         models = [("teacher", teacher)] + named("baseline", runner.baseline(student_init))
         return models + [("student", runner.transfer("student", student_init, teacher, make_task=make))]
 
 
     def check_lengths(self, data) -> None:
-        """Prompt + continuation must fit the context the models were built for (the data's rows)."""
+        """Language-model data, and prompt + continuation fit the context the models were built for."""
+        if getattr(data, "task", "classification") != "causal_lm":
+            raise PotstillError(f"scheme {self.name} distils language models; give language-model data (potstill.LMData)")
         context = data.input_shape[0]
         if self.prompt_tokens is None:
             counted = data.targets != IGNORE_INDEX

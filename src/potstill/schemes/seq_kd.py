@@ -25,6 +25,7 @@ from torch import nn
 
 from potstill.data.loader import Batch
 from potstill.engine.task import StepResult
+from potstill.errors import PotstillError
 from potstill.schemes.base import SCHEMES
 from potstill.schemes.gkd import GKD, prompts, special_ids
 from potstill.schemes.offline import OfflineDistillation, named
@@ -46,7 +47,9 @@ class SequenceDistillation(OfflineDistillation):
         ids, mask, targets = (tensor.to(index.device)[index] for tensor in self.rows)
         length = int(mask.sum(dim=1).max())
         written = {"input_ids": ids[:, :length], "attention_mask": mask[:, :length], "target": targets[:, :length], "index": index}
-        return super().step(written, progress)
+        result = super().step(written, progress)
+        result.scored = written
+        return result
 
 
 def prompt_block(data, prompt_tokens: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,9 +65,9 @@ class SeqKD(GKD):
                  temperature: float = 0.0, top_p: float = 1.0, batch_size: int = 64) -> None:
         super().__init__(lmbda=1.0, prompt_tokens=prompt_tokens, max_new_tokens=max_new_tokens, temperature=1.0, top_p=top_p)
         if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not temperature >= 0:
-            from potstill.errors import PotstillError
-
             raise PotstillError(f"scheme seq_kd: temperature must be >= 0 (0 = greedy), got {temperature!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise PotstillError(f"scheme seq_kd: batch_size (prompts the teacher continues at once) must be a whole number >= 1, got {batch_size!r}")
         self.temperature, self.sequences, self.batch_size = float(temperature), Path(sequences), batch_size
 
     def settings(self, seed: int) -> Settings:
