@@ -153,3 +153,23 @@ def test_gkd_resumes_to_the_same_bits(tmp_path, monkeypatch, plays, teacher_run,
     interrupt_and_resume(tmp_path / "cut", recipe, monkeypatch, OnPolicyDistillation, "student", where)
     assert_same_files(tmp_path / "whole", tmp_path / "cut", "student")
     assert_same_log(tmp_path / "whole", tmp_path / "cut")
+
+
+@pytest.mark.parametrize("where", ["after_epoch_1", "inside_epoch_2"])
+def test_seq_kd_resumes_to_the_same_bits(tmp_path, monkeypatch, plays, teacher_run, where):
+    """Catches: a resumed seq_kd run that reads other rows of the teacher's sequences (a batch's
+    sample indices mapped to the stored rows differently) or regenerates them."""
+    from potstill.cli.main import main
+    from potstill.schemes.seq_kd import SequenceDistillation
+    from tests.lm.conftest import write_recipe
+
+    recipe = distill_recipe(plays, teacher_run)
+    recipe["scheme"] = {"name": "seq_kd", "args": {"sequences": str(tmp_path / "seq"), "prompt_tokens": PROMPT,
+                                                    "max_new_tokens": NEW, "batch_size": 8}}
+    recipe["distill"] = {"loss": "forward_kl", "temperature": 1.0, "alpha": 1.0, "beta": 0.5, "baseline": False}
+    recipe["train"]["epochs"], recipe["data"]["train_size"] = 2, 48
+    assert main(["generate", str(write_recipe(tmp_path, recipe, "seq.yaml")), "--quiet"]) == 0
+    run_recipe(tmp_path / "whole", recipe)
+    interrupt_and_resume(tmp_path / "cut", recipe, monkeypatch, SequenceDistillation, "student", where)
+    assert_same_files(tmp_path / "whole", tmp_path / "cut", "student")
+    assert_same_log(tmp_path / "whole", tmp_path / "cut")

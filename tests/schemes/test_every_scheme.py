@@ -3,6 +3,7 @@
 import json
 import re
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +14,15 @@ from potstill.schemes import SCHEMES
 from tests.engine.test_resume import Stop, run_recipe, same
 from tests.schemes.helpers import SCHEME_RECIPES, scheme_recipe
 
+# language-model schemes run on language-model data: their run and exact-resume tests are in tests/lm
+LM_SCHEMES = {"gkd": "tests/lm/test_gkd.py", "seq_kd": "tests/lm/test_gkd.py"}
+
 
 def test_every_registered_scheme_has_a_test_recipe_and_cites_its_paper():
-    assert sorted(SCHEME_RECIPES) == SCHEMES.names()
+    assert sorted([*SCHEME_RECIPES, *LM_SCHEMES]) == SCHEMES.names()
+    root = Path(__file__).parents[2]
+    for name, tests in LM_SCHEMES.items():  # each has its resume test there
+        assert f"def test_{name}_resumes_to_the_same_bits" in (root / tests).read_text(), name
     for name in SCHEMES.names():
         assert SCHEMES.describe(name), name
         paper = sys.modules[SCHEMES.get(name).__module__].__doc__
