@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from collections.abc import Sequence
@@ -202,7 +203,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in registry.names():
         extra = [LOSSES.get(name).kind, LOSSES.get(name).pairing] if args.what == "losses" else []
         if args.what == "schemes":
-            extra = [", ".join(f"{key}={value.default!r}" for key, value in SCHEMES.parameters(name).items()) or "-"]
+            extra = [", ".join(f"{key}={value.default!r}" if value.default is not inspect.Parameter.empty else f"{key} (required)"
+                               for key, value in SCHEMES.parameters(name).items()) or "-"]
         table.add_row(*(escape(text) for text in (name, *extra, registry.describe(name))))
     result_console().print(table)
     return 0
