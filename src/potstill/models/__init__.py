@@ -219,6 +219,6 @@ def kaiming_init(model: nn.Module) -> None:
 
 
 # Imported last, for their registration side effect: they need MODELS and the checks above.
-from potstill.models import cnn, hf, hf_lm, mlp, resnet_cifar, wrn  # noqa: F401
+from potstill.models import cnn, gguf, hf, hf_lm, mlp, resnet_cifar, wrn  # noqa: F401
 
 __all__ = ["MODELS", "count_parameters", "create_model", "model_modality"]
