@@ -10,7 +10,8 @@ Every arm trains the same steps on the same windows (TRAIN_SIZE windows of 128 t
 epochs, batch 32): alone (the forward_kl run's baseline: same seed, initial weights and budget),
 forward_kl, reverse_kl, jsd (beta 0.5), skew_kl (0.1), gkd (on-policy, lambda 0.5, jsd 0.5; half
 the batches are the student's own 64-token continuations of 64-token prompts), seq_kd (the
-teacher's greedy 64-token continuations of the same prompts, written once by `potstill generate`),
+teacher's greedy 64-token continuations of the same prompts, written once by `potstill generate`;
+seq_kd_t1: the same, sampled at temperature 1),
 topk16 (forward_kl from the top-16 teacher cache: 64 bytes per token). alpha = 0.5 everywhere
 (seq_kd: 1.0, cross-entropy on the teacher's tokens).
 
@@ -53,6 +54,8 @@ ARMS = {
             "scheme": {"name": "gkd", "args": {"lmbda": 0.5, **SAMPLING, "temperature": 1.0}}},
     "seq_kd": {"distill": {"loss": None, "alpha": 1.0},
                "scheme": {"name": "seq_kd", "args": {"sequences": "SEQUENCES", **SAMPLING, "temperature": 0.0}}},
+    "seq_kd_t1": {"distill": {"loss": None, "alpha": 1.0},
+                  "scheme": {"name": "seq_kd", "args": {"sequences": "SEQUENCES", **SAMPLING, "temperature": 1.0}}},
     "topk16": {"distill": {"loss": "forward_kl", "temperature": 1.0, "alpha": 0.5, "beta": 0.5,
                            "cache": {"enabled": True, "top_k": 16, "path": "CACHE"}}},
 }
@@ -63,7 +66,7 @@ def recipe(arm: str, seed: int, teacher: Path, out: Path, init: str) -> dict:
     spec["distill"] |= {"baseline": arm == "forward_kl", "teacher_check": "refuse"}
     scheme = spec.get("scheme", {}).get("args", {})
     if "sequences" in scheme:
-        scheme["sequences"] = str((out / f"sequences_seed{seed}").resolve())
+        scheme["sequences"] = str((out / f"sequences_{arm}_seed{seed}").resolve())
     if "cache" in spec["distill"]:
         spec["distill"]["cache"]["path"] = str((out / "cache_top16").resolve())  # the same windows and teacher for every seed
     student = dict(STUDENT, **({"init": {"source": "teacher", "layers": [0, 3], "method": "select"}} if init == "select" else {}))
@@ -163,6 +166,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run (stated in the results)")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (each with --threads threads)")
     parser.add_argument("--report", action="store_true", help="only print the tables from finished runs")
+    parser.add_argument("--no-measures", action="store_true", help="train only; measure samples and speeds in a later call")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override for every run, as `potstill distill --set` (quick checks only)")
     args = parser.parse_args()
@@ -171,7 +175,8 @@ def main() -> None:
         work = [(arm, seed) for seed in args.seeds for arm in args.arms]
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: run_arm(args.out, job[0], job[1], args.teacher, args.init, args.threads), work))
-        from benchmarks.lm_measures import measure_all  # noqa: PLC0415  (torch only when measuring)
+    if not args.report and not args.no_measures:
+        from benchmarks.lm_measures import measure_all  # torch only when measuring
 
         measure_all(args.out, args.seeds, list(ARMS), args.teacher)
     text = report(args.out, args.seeds)

@@ -173,3 +173,22 @@ def test_seq_kd_resumes_to_the_same_bits(tmp_path, monkeypatch, plays, teacher_r
     interrupt_and_resume(tmp_path / "cut", recipe, monkeypatch, SequenceDistillation, "student", where)
     assert_same_files(tmp_path / "whole", tmp_path / "cut", "student")
     assert_same_log(tmp_path / "whole", tmp_path / "cut")
+
+
+def test_gkd_starts_the_student_from_the_teacher_when_asked_and_refuses_a_refine_phase(tmp_path, plays, teacher_run, capsys):
+    """Catches: student.init ignored by the language-model schemes (the student would start random),
+    or refine.epochs accepted by a scheme that never refines."""
+    from potstill import config
+    from potstill.recipe import Recipe
+    from potstill.schemes import create_scheme
+    from tests.lm.conftest import cli, write_recipe
+
+    recipe = gkd_recipe(plays, teacher_run, lmbda=0.0)
+    recipe["student"] = {"name": "hf_lm_config", "args": {"layers": 1, "hidden": 16, "heads": 2},
+                         "init": {"source": "teacher", "method": "select"}}
+    code, _, err = cli(capsys, "distill", write_recipe(tmp_path, recipe, "gkd.yaml"), "--run-dir", tmp_path / "run")
+    assert code == 0, err
+    assert "init   0 tensors copied, 17 selected (" in err and "32 -> 16" in err  # the teacher is 32 wide, the student 16
+    refine = config.validate(recipe | {"refine": {"epochs": 1}}, Recipe)
+    with pytest.raises(PotstillError, match="refine.epochs: scheme 'gkd' has no refinement phase"):
+        create_scheme("gkd", refine.scheme.args).check(refine, [])

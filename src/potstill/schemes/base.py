@@ -40,6 +40,7 @@ class Scheme:
     logits_only: ClassVar[bool] = False  # its terms compare logits only (no single frozen teacher to tap)
     staged: ClassVar[bool] = False  # it runs the recipe's preparation and init stages (distill.init_epochs)
     refines: ClassVar[bool] = False  # it runs phase 3 (refine.epochs) on its result
+    initialises: ClassVar[bool] = False  # it starts the student from the teacher's weights (student.init)
     final_role: str = "student"  # the report row that answers "did distillation pay off?"
 
     @property
@@ -73,10 +74,11 @@ class Scheme:
                 f"distill.init_epochs: scheme '{self.name}' has no feature-initialisation stage; set init_epochs: 0 and "
                 "remove stages: [init] from the terms (the offline, assistant and born_again schemes run it)"
             )
-        if recipe.student is not None and recipe.student.init is not None and self.name != "offline":
+        if recipe.student is not None and recipe.student.init is not None and not self.initialises:
+            users = [name for name in SCHEMES.names() if SCHEMES.get(name).initialises]
             raise PotstillError(
                 f"student.init: scheme '{self.name}' does not start its student from the teacher's weights; remove "
-                "student.init or use scheme: offline"
+                f"student.init or use scheme {' or '.join(users)}"
             )
         if not self.refines and recipe.refine.epochs > 0:
             raise PotstillError(

@@ -96,6 +96,7 @@ class GKD(Offline):
 
     cache = False  # the teacher scores sequences that exist only during training
     staged = False
+    refines = False
 
     def __init__(self, lmbda: float = 0.5, prompt_tokens: int | None = None, max_new_tokens: int = 64,
                  temperature: float = 1.0, top_p: float = 1.0) -> None:
@@ -120,6 +121,7 @@ class GKD(Offline):
     def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         student_init = student if student is not None else runner.student()
         teacher = teacher if teacher is not None else runner.teacher()
+        runner.initialise(student_init, teacher)  # student.init, before the baseline copies the student
         data = runner.bench.splits.train
         self.check_lengths(data)
         pad, eos = special_ids(data)

@@ -134,6 +134,7 @@ class Offline(Scheme):
 
     staged = True
     refines = True
+    initialises = True
 
     def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         recipe, terms = runner.recipe, runner.terms()

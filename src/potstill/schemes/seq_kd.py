@@ -80,6 +80,7 @@ class SeqKD(GKD):
     def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
         student_init = student if student is not None else runner.student()
         teacher = teacher if teacher is not None else runner.teacher()
+        runner.initialise(student_init, teacher)  # student.init, before the baseline copies the student
         data = runner.bench.splits.train
         self.check_lengths(data)
         manifest = self.manifest(teacher, data, runner.recipe.seed)
