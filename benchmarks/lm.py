@@ -92,7 +92,7 @@ def run_arm(out: Path, arm: str, seed: int, teacher: Path, init: str, threads: i
     folder.parent.mkdir(parents=True, exist_ok=True)
     path = folder.parent / f"{arm}.yaml"
     path.write_text(yaml.safe_dump(recipe(arm, seed, teacher, out, init), sort_keys=False))
-    if arm == "seq_kd":
+    if ARMS[arm].get("scheme", {}).get("name") == "seq_kd":
         potstill("generate", str(path), threads=threads)
     if arm == "topk16":
         potstill("cache", "build", str(path), threads=threads)

@@ -1,4 +1,5 @@
-"""The top-k cache for language models: log-probabilities of the k most likely tokens, no fill value.
+"""The top-k cache for language models: log-probabilities of the k most likely tokens, no fill value;
+token losses compare the k tokens and one bucket for the rest (knowledge/token/common.bucketed).
 
 Worked example, one position over V = 5 tokens, k = 2: teacher probabilities (0.5, 0.25, 0.15, 0.06, 0.04).
 Stored: log 0.5 and log 0.25 with ids 0 and 1. Decoded: the tail's mass 1 - 0.75 = 0.25 spread evenly
@@ -12,6 +13,7 @@ import torch
 
 from potstill.cache import codec
 from potstill.knowledge import create_loss
+from potstill.positions import IGNORE_INDEX
 
 PROBS = torch.tensor([0.5, 0.25, 0.15, 0.06, 0.04])
 
@@ -45,24 +47,40 @@ def test_a_tail_that_rounding_empties_keeps_the_floor():
     assert torch.isfinite(decoded).all() and float(decoded[0, 0, 2:].sum()) == pytest.approx(codec.TAIL_FLOOR, rel=1e-3)
 
 
-def test_forward_kl_from_the_cache_differs_from_full_logits_only_by_the_tail_split():
-    """KL(p_t || p_s) with the tail flattened: the top-k terms are exact; the tail contributes
-    T log(T / 3) - sum_tail T/3 log p_s instead of sum_tail p_t log(p_t / p_s) (T = tail mass)."""
-    student = torch.tensor([0.3, 0.3, 0.2, 0.1, 0.1]).log().view(1, 1, 5)
-    target = torch.zeros(1, 1, dtype=torch.long)
-    loss = create_loss("forward_kl", temperature=1.0)
-    cached = codec.decode(codec.encode(token_logits(), 2, torch.float32, per_token=True), 5)
-    full = float(loss({"logits": student}, {"logits": token_logits()}, {"target": target}))
-    from_cache = float(loss({"logits": student}, {"logits": cached}, {"target": target}))
-    s = [0.3, 0.3, 0.2, 0.1, 0.1]
-    by_hand_full = sum(p * math.log(p / q) for p, q in zip(PROBS.tolist(), s))
-    by_hand_cache = 0.5 * math.log(0.5 / 0.3) + 0.25 * math.log(0.25 / 0.3) + sum((0.25 / 3) * math.log((0.25 / 3) / q) for q in s[2:])
-    assert full == pytest.approx(by_hand_full, abs=1e-5) and from_cache == pytest.approx(by_hand_cache, abs=1e-5)
+def sparse_teacher() -> dict:
+    fields = codec.encode(token_logits(), 2, torch.float32, per_token=True)
+    return {"logits": codec.decode(fields, 5), "top_k": (fields["log_probs"], fields["indices"].long())}
+
+
+STUDENT = [0.3, 0.3, 0.2, 0.1, 0.1]
+
+
+def test_token_losses_compare_the_top_k_and_one_tail_bucket():
+    """Teacher buckets (0.5, 0.25, tail 0.25); student (0.3, 0.3, tail 0.2 + 0.1 + 0.1 = 0.4).
+    forward KL = 0.5 ln(0.5/0.3) + 0.25 ln(0.25/0.3) + 0.25 ln(0.25/0.4) = 0.0947...; the split inside
+    the tail is not assumed (a flattened tail would give 0.1386 here)."""
+    student = {"logits": torch.tensor(STUDENT).log().view(1, 1, 5)}
+    batch = {"target": torch.zeros(1, 1, dtype=torch.long)}
+    by_hand = 0.5 * math.log(0.5 / 0.3) + 0.25 * math.log(0.25 / 0.3) + 0.25 * math.log(0.25 / 0.4)
+    assert float(create_loss("forward_kl", temperature=1.0)(student, sparse_teacher(), batch)) == pytest.approx(by_hand, abs=1e-6)
+    reverse = 0.3 * math.log(0.3 / 0.5) + 0.3 * math.log(0.3 / 0.25) + 0.4 * math.log(0.4 / 0.25)
+    assert float(create_loss("reverse_kl", temperature=1.0)(student, sparse_teacher(), batch)) == pytest.approx(reverse, abs=1e-6)
+    tvd = 0.5 * (0.2 + 0.05 + 0.15)
+    assert float(create_loss("tvd", temperature=1.0)(student, sparse_teacher(), batch)) == pytest.approx(tvd, abs=1e-6)
+
+
+def test_the_bucket_counts_only_counted_positions_and_reaches_only_the_student():
+    student = torch.tensor([STUDENT, STUDENT]).log().view(1, 2, 5).requires_grad_()
+    fields = codec.encode(token_logits().expand(1, 2, 5), 2, torch.float32, per_token=True)
+    teacher = {"logits": codec.decode(fields, 5).requires_grad_(), "top_k": (fields["log_probs"], fields["indices"].long())}
+    batch = {"target": torch.tensor([[0, IGNORE_INDEX]])}
+    loss = create_loss("forward_kl", temperature=1.0)({"logits": student}, teacher, batch)
+    loss.backward()
+    assert student.grad[0, 0].abs().sum() > 0 and student.grad[0, 1].abs().sum() == 0 and teacher["logits"].grad is None
 
 
 @pytest.mark.parametrize("name", ["reverse_kl", "jsd", "skew_reverse_kl", "tvd"])
 def test_mode_seeking_losses_stay_finite_where_the_student_bets_outside_the_teachers_top_k(name):
     student = torch.tensor([0.01, 0.01, 0.01, 0.01, 0.96]).log().view(1, 1, 5)  # all on a token outside the top 2
-    cached = codec.decode(codec.encode(token_logits(), 2, torch.float32, per_token=True), 5)
-    value = create_loss(name, temperature=1.0)({"logits": student}, {"logits": cached}, {"target": torch.zeros(1, 1, dtype=torch.long)})
+    value = create_loss(name, temperature=1.0)({"logits": student}, sparse_teacher(), {"target": torch.zeros(1, 1, dtype=torch.long)})
     assert math.isfinite(float(value)) and float(value) > 0

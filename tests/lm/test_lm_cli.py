@@ -261,3 +261,22 @@ def test_an_untrained_teacher_with_teacher_check_warn_is_distilled_from(tmp_path
     assert code == 0, err
     assert "WARNING: the teacher has a test perplexity of" in out + err and "no better than token frequencies" in out + err
     assert torch.isfinite(torch.tensor(rows_of(summary_of(tmp_path / "warned"))["student"]["test_ppl"]))
+
+
+def test_a_top_k_cache_reaches_the_token_loss_as_k_tokens_and_a_tail_bucket(tmp_path, capsys, plays, teacher_run, monkeypatch):
+    """Catches: the cache's sparse teacher lost on the way (the loss would see only the decoded dense
+    logits with a flattened tail), or a cache whose bytes per token are not what `cache info` says."""
+    from potstill.knowledge.token import common
+
+    calls = []
+    real = common.bucketed
+    monkeypatch.setattr(common, "bucketed", lambda top_k, *rest: calls.append(top_k[0].shape[-1]) or real(top_k, *rest))
+    recipe = distill_recipe(plays, teacher_run)
+    recipe["distill"]["cache"] = {"enabled": True, "top_k": 4, "path": str(tmp_path / "cache")}
+    path = write_recipe(tmp_path, recipe, "topk.yaml")
+    code, out, err = cli(capsys, "cache", "build", path)
+    assert code == 0, err
+    assert "per token        16 B (top 4 of 300 tokens, 16 positions per row)" in out  # 4 x (2 B fp16 + 2 B int16)
+    code, _, err = cli(capsys, "distill", path, "--run-dir", tmp_path / "run", "--quiet")
+    assert code == 0, err
+    assert calls and set(calls) == {4}

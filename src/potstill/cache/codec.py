@@ -25,6 +25,7 @@ import math
 import torch
 
 FILL_FLOOR = 30.0  # a vanishing tail is stored as (smallest kept logit - 30), never -inf
+TOP_K = "__top_k__"  # the key under which a cache hands token losses the sparse (log_probs, indices) too
 TAIL_FLOOR = 1e-6  # the least tail mass a decoded log-probability top-k keeps (fp16 sums can overshoot 1)
 
 

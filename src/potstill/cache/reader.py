@@ -138,6 +138,8 @@ class TeacherCache:
         fields = self.gather(index, view)
         logits = codec.decode({k: v for k, v in fields.items() if not k.startswith("tap:")}, self.num_classes)
         features = {name.removeprefix("tap:"): value.float() for name, value in fields.items() if name.startswith("tap:")}
+        if "log_probs" in fields:  # a language model's top k: token losses compare k tokens + the tail (knowledge/token)
+            features[codec.TOP_K] = (fields["log_probs"].float(), fields["indices"].long())
         return logits, features
 
     def gather(self, index: torch.Tensor, view: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -14,6 +14,7 @@ from torch import nn
 
 from potstill.data.loader import Batch
 from potstill.model_io import call_model
+from potstill.cache.codec import TOP_K
 from potstill.positions import IGNORE_INDEX
 from potstill.schedules import WeightSchedule
 
@@ -118,7 +119,10 @@ class WeightedTerm:
     def view(self, logits: torch.Tensor, features: dict[str, torch.Tensor], role: str) -> dict:
         """What the loss sees of one model: its logits and its tapped features, pair-ordered."""
         taps = self.student_taps if role == "student" else self.teacher_taps
-        return {"logits": logits, "features": [features[name] for name in taps]}
+        view = {"logits": logits, "features": [features[name] for name in taps]}
+        if TOP_K in features:  # a top-k cache's sparse teacher (potstill.cache.codec)
+            view["top_k"] = features[TOP_K]
+        return view
 
     def on_logits(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """The unweighted loss between two models' logits alone (peers, exits, snapshots)."""

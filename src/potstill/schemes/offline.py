@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from potstill.cache.codec import TOP_K
 from potstill.cache.reader import TeacherCache
 from potstill.data.loader import Batch
 from potstill.engine.task import StepResult, Task, WeightedTerm, hard_label_loss
@@ -102,7 +103,10 @@ class OfflineDistillation(Task):
             if self.cache is not None:
                 logits, features = self.cache.outputs(batch["index"], batch["view"])
                 # a language model's cached rows have the data's full length; the batch may be cut shorter
-                return logits[tuple(slice(0, size) for size in batch["target"].shape)], features
+                cut = tuple(slice(0, size) for size in batch["target"].shape)
+                if TOP_K in features:
+                    features[TOP_K] = tuple(part[cut] for part in features[TOP_K])
+                return logits[cut], features
             forward = (self.compiled or {}).get(id(self.teacher))
             return frozen_forward(self.teacher, self.teacher_taps, batch, forward)
 

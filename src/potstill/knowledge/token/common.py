@@ -114,10 +114,37 @@ class TokenLoss(DistillationLoss):
     def forward(self, student: Outputs, teacher: Outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         student_rows, teacher_rows = counted_logits(self.name, student, teacher, batch)  # (N, V)
         student_log_probs = F.log_softmax(student_rows / self.temperature, dim=-1)
-        teacher_log_probs = F.log_softmax(teacher_rows / self.temperature, dim=-1)
+        if teacher.get("top_k") is not None:  # from a top-k cache: compare k tokens + one tail bucket
+            teacher_log_probs, student_log_probs = bucketed(teacher["top_k"], student_log_probs, batch, self.temperature)
+        else:
+            teacher_log_probs = F.log_softmax(teacher_rows / self.temperature, dim=-1)
         per_token = self.divergence(teacher_log_probs, student_log_probs)  # (N,)
         # with no counted token the sum is a 0 still connected to the student's logits: backward works
         return self.temperature**2 * per_token.sum() / max(per_token.numel(), 1)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}"
+
+
+TAIL_FLOOR = 1e-6  # the least tail mass a bucket keeps (fp16 log-probabilities can sum past 1)
+
+
+def bucketed(top_k: tuple[torch.Tensor, torch.Tensor], student_log_probs: torch.Tensor, batch: dict[str, torch.Tensor],
+             temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both distributions over k + 1 outcomes: the teacher's k cached tokens and "any other token".
+
+    The cache holds the teacher's top-k log-probabilities at T = 1 and their ids, (..., k) each; the
+    tail's mass is 1 - sum p_i. The student's k probabilities are read at the same ids and its tail
+    is the rest of its mass, so nothing about the split inside the tail is assumed (a flattened
+    tail would teach the student that every left-out token is equally likely). At T != 1 the
+    teacher's tail is tempered as one outcome: an approximation (exact at T = 1)."""
+    log_probs, indices = top_k
+    target = batch.get("target")
+    if target is not None:
+        log_probs, indices = select_counted(target.to(log_probs.device), log_probs, indices)  # (N, k)
+    log_probs, indices = log_probs.reshape(-1, log_probs.shape[-1]).float(), indices.reshape(-1, indices.shape[-1]).long()
+    tail = (1 - log_probs.exp().sum(dim=-1)).clamp(min=TAIL_FLOOR).log()
+    teacher = F.log_softmax(torch.cat([log_probs, tail[:, None]], dim=-1) / temperature, dim=-1)  # (N, k + 1)
+    kept = student_log_probs.gather(1, indices)  # (N, k)
+    rest = student_log_probs.scatter(1, indices, -math.inf).logsumexp(dim=-1)  # (N,) log of the student's tail
+    return teacher, torch.cat([kept, rest[:, None]], dim=-1)
