@@ -12,7 +12,8 @@ forward_kl, reverse_kl, jsd (beta 0.5), skew_kl (0.1), gkd (on-policy, lambda 0.
 the batches are the student's own 64-token continuations of 64-token prompts), seq_kd (the
 teacher's greedy 64-token continuations of the same prompts, written once by `potstill generate`;
 seq_kd_t1: the same, sampled at temperature 1),
-topk16 (forward_kl from the top-16 teacher cache: 64 bytes per token). alpha = 0.5 everywhere
+topk16 and topk128 (forward_kl from the top-16 / top-128 teacher cache: 64 / 512 bytes per token;
+token losses compare the k tokens and one tail bucket). alpha = 0.5 everywhere
 (seq_kd: 1.0, cross-entropy on the teacher's tokens).
 
 Measured on 400 windows (51k tokens) drawn from the four held-out plays (seeded, the same for every run): perplexity (primary), bits per byte, next-token top-1,
@@ -58,6 +59,8 @@ ARMS = {
                   "scheme": {"name": "seq_kd", "args": {"sequences": "SEQUENCES", **SAMPLING, "temperature": 1.0}}},
     "topk16": {"distill": {"loss": "forward_kl", "temperature": 1.0, "alpha": 0.5, "beta": 0.5,
                            "cache": {"enabled": True, "top_k": 16, "path": "CACHE"}}},
+    "topk128": {"distill": {"loss": "forward_kl", "temperature": 1.0, "alpha": 0.5, "beta": 0.5,
+                            "cache": {"enabled": True, "top_k": 128, "path": "CACHE"}}},
 }
 
 
@@ -67,8 +70,8 @@ def recipe(arm: str, seed: int, teacher: Path, out: Path, init: str) -> dict:
     scheme = spec.get("scheme", {}).get("args", {})
     if "sequences" in scheme:
         scheme["sequences"] = str((out / f"sequences_{arm}_seed{seed}").resolve())
-    if "cache" in spec["distill"]:
-        spec["distill"]["cache"]["path"] = str((out / "cache_top16").resolve())  # the same windows and teacher for every seed
+    if "cache" in spec["distill"]:  # the same windows and teacher for every seed: one cache per k
+        spec["distill"]["cache"]["path"] = str((out / f"cache_top{spec['distill']['cache']['top_k']}").resolve())
     student = dict(STUDENT, **({"init": {"source": "teacher", "layers": [0, 3], "method": "select"}} if init == "select" else {}))
     return {"name": f"bench_lm_{arm}", "seed": seed, "data": DATA,
             "teacher": {"model": TEACHER, "checkpoint": str(teacher.resolve())}, "student": student, "train": TRAIN,
@@ -94,7 +97,7 @@ def run_arm(out: Path, arm: str, seed: int, teacher: Path, init: str, threads: i
     path.write_text(yaml.safe_dump(recipe(arm, seed, teacher, out, init), sort_keys=False))
     if ARMS[arm].get("scheme", {}).get("name") == "seq_kd":
         potstill("generate", str(path), threads=threads)
-    if arm == "topk16":
+    if "cache" in ARMS[arm]["distill"]:
         potstill("cache", "build", str(path), threads=threads)
     potstill("distill", str(path), *(["--resume", str(folder)] if folder.exists() else ["--run-dir", str(folder)]),
              threads=threads)

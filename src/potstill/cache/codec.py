@@ -13,9 +13,10 @@ At other temperatures the tail is an approximation, which the benchmark measures
 Language models (a distribution per token, logits (..., L, V)) store the top k as log-probabilities
 (log_softmax) and no fill: the tail's mass is what the k probabilities leave, 1 - sum_i p_i, so
 nothing else is needed. At k = 16 with fp16 values and int16 indices that is 64 bytes per token.
-Decoding spreads the tail's mass evenly over the V - k tokens left out (its total is kept exactly,
-at least TAIL_FLOOR): every loss then sees a full distribution, so reverse KL and the JSD stay
-finite where the student puts mass outside the teacher's top k.
+The token losses read the k log-probabilities and ids themselves (the reader hands them over under
+TOP_K) and compare k tokens plus one tail bucket (knowledge/token/common.bucketed). `decode` gives
+other losses a full distribution: the tail's mass (kept exactly, at least TAIL_FLOOR) spread
+evenly over the V - k tokens left out.
 """
 
 from __future__ import annotations
