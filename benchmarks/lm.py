@@ -130,17 +130,21 @@ def collect(out: Path, seeds: list[int]) -> dict[str, dict[int, dict]]:
                 continue
             rows = {row["role"]: row for row in json.loads((folder / "summary.json").read_text())["models"]}
             extra = json.loads((folder / "measures.json").read_text()) if (folder / "measures.json").is_file() else {}
-            found.setdefault(arm, {})[seed] = rows["student"] | extra.get("student", {})
-            found.setdefault("teacher", {})[seed] = rows["teacher"] | extra.get("teacher", {})
-            if arm == "forward_kl":
-                found.setdefault("alone", {})[seed] = rows["baseline"] | extra.get("baseline", {})
+            teacher_speed = extra.get("teacher", {}).get("generate_tokens_per_s")
+            for role, key in (("student", arm), ("teacher", "teacher"), ("baseline", "alone")):
+                if role not in rows or (role == "baseline" and arm != "forward_kl"):
+                    continue
+                row = rows[role] | extra.get(role, {})
+                if teacher_speed and row.get("generate_tokens_per_s"):  # timed alternately in one process
+                    row["generate_vs_teacher"] = row["generate_tokens_per_s"] / teacher_speed
+                found.setdefault(key, {})[seed] = row
     return found
 
 
 def report(out: Path, seeds: list[int]) -> str:
     found = collect(out, seeds)
     lines = ["| arm | ppl | change vs alone, per seed | bpb | top-1 % | agree % | ECE | teacher NLL of samples | distinct-1 / 2 "
-             "| train tok/s | gen tok/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| train tok/s | gen tok/s | gen ÷ teacher |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm in ["teacher", "alone", *ARMS]:
         per_seed = found.get(arm, {})
         if not per_seed:
@@ -153,7 +157,7 @@ def report(out: Path, seeds: list[int]) -> str:
             arm, spread(get("test_ppl")), gain_words(changes), spread(get("test_bpb"), 3), spread(get("test_acc", 100)),
             spread(get("teacher_agreement", 100)), spread(get("ece"), 3), spread(get("teacher_nll_of_samples"), 3),
             f"{spread(get('distinct_1'), 3)} / {spread(get('distinct_2'), 3)}", spread(get("train_tokens_per_s"), 0),
-            spread(get("generate_tokens_per_s"), 0),
+            spread(get("generate_tokens_per_s"), 0), spread(get("generate_vs_teacher"), 2),
         ]) + " |")
     lines.append(f"\nseeds with results: {sorted({s for v in found.values() for s in v})}; {len(seeds)} asked")
     return "\n".join(lines)
@@ -179,7 +183,8 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: run_arm(args.out, job[0], job[1], args.teacher, args.init, args.threads), work))
     if not args.report and not args.no_measures:
-        from benchmarks.lm_measures import measure_all  # torch only when measuring
+        sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: benchmarks/ holds lm_measures
+        from lm_measures import measure_all  # torch only when measuring
 
         measure_all(args.out, args.seeds, list(ARMS), args.teacher)
     text = report(args.out, args.seeds)

@@ -84,7 +84,7 @@ def measure_run(run: Path, teacher: torch.nn.Module, prompts: torch.Tensor, eos:
 
 
 def measure_all(out: Path, seeds: list[int], arms: list[str], teacher_run: Path) -> None:
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # beside the training runs; generation speeds are ratios of models timed alternately
     folders = [out / f"seed{seed}" / arm for seed in seeds for arm in arms]
     todo = [f for f in folders if (f / "summary.json").is_file() and not (f / "measures.json").is_file()]
     if not todo:
