@@ -8,7 +8,7 @@ from potstill.pipeline import Runner
 from potstill.schemes.workshop import missing_methods
 
 SOURCE = Path(__file__).parents[1] / "src" / "potstill"
-ABOVE_SCHEMES = ("potstill.pipeline", "potstill.runner_cache", "potstill.api", "potstill.api_recipe", "potstill.cli",
+ABOVE_SCHEMES = ("potstill.pipeline", "potstill.runner_cache", "potstill.api", "potstill.api_data", "potstill.api_recipe", "potstill.cli",
                  "potstill.startup", "potstill.loading")
 BELOW_PIPELINE = ("engine", "knowledge", "data", "models", "cache", "config", "report", "schemes")
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from potstill.cache_dir import cache_root
+from potstill.data.tokens import hash_texts
+from potstill.engine.checkpoint import atomic_folder
 from potstill.errors import PotstillError
 
 END = "<|endoftext|>"
@@ -36,10 +36,7 @@ def bpe_key(texts: list[str], vocab_size: int) -> str:
     tokenizers = tokenizers_module()
     digest = hashlib.sha256(json.dumps({"vocab_size": vocab_size, "tokenizers": tokenizers.__version__,
                                         "kind": "byte-level BPE", "special": [END]}).encode())
-    for text in texts:
-        data = text.encode("utf-8", "surrogatepass")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
+    hash_texts(digest, texts)
     return digest.hexdigest()
 
 
@@ -50,21 +47,10 @@ def train_bpe(texts: list[str], vocab_size: int) -> Path:
             f"vocab_size must be a whole number from {MIN_VOCABULARY} (256 bytes + the end token) to 1000000, "
             f"got {vocab_size!r}; 2048 suits a small corpus"
         )
-    root = Path(os.environ.get("POTSTILL_CACHE_DIR") or "~/.cache/potstill").expanduser() / "tokenizers"
+    root = cache_root() / "tokenizers"
     folder = root / bpe_key(texts, vocab_size)
-    if (folder / "tokenizer.json").is_file():
-        return folder
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".bpe-", dir=root))
-    try:
-        save_trained(texts, vocab_size, staging)
-        try:
-            os.rename(staging, folder)
-        except OSError:  # another process finished the same tokenizer first: theirs is identical
-            if not (folder / "tokenizer.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if not (folder / "tokenizer.json").is_file():
+        atomic_folder(folder, lambda staging: save_trained(texts, vocab_size, staging), "tokenizer.json")
     return folder
 
 

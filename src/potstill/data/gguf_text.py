@@ -27,17 +27,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from potstill.cache_dir import cache_root
 from potstill.data.lm import LMData, windows
 from potstill.data.registry import DATASETS, RawData
+from potstill.data.tokens import hash_texts
+from potstill.engine.checkpoint import atomic_folder
 from potstill.errors import PotstillError
 from potstill.models.gguf import converted_folder, is_gguf
 from potstill.models.hf_files import load_tokenizer, tokenizer_fingerprint
@@ -154,7 +154,7 @@ def tokenised(texts: list[str], tokenizer: Any, fingerprint: str, folder: str, t
     """(train ids, test ids, the vocabulary map or None, the cache folder), the ids in the full
     tokenizer's numbering, read from the cache when this text was tokenised before."""
     key = cache_key(texts, fingerprint, test_fraction, trim)
-    cache = Path(os.environ.get("POTSTILL_CACHE_DIR") or "~/.cache/potstill").expanduser() / "text_lm" / key
+    cache = cache_root() / "text_lm" / key
     if (cache / "tokens.safetensors").is_file():
         streams = load_file(str(cache / "tokens.safetensors"))
         vocab = VocabMap.load(cache / "vocab_map.json") if trim else None
@@ -179,28 +179,19 @@ def tokenised(texts: list[str], tokenizer: Any, fingerprint: str, folder: str, t
 def cache_key(texts: list[str], fingerprint: str, test_fraction: float, trim: bool) -> str:
     digest = hashlib.sha256(json.dumps({"format": FORMAT, "tokenizer": fingerprint, "test_fraction": test_fraction,
                                         "trim_vocab": trim}).encode())
-    for text in texts:
-        data = text.encode("utf-8", "surrogatepass")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
+    hash_texts(digest, texts)
     return digest.hexdigest()
 
 
 def write_cache(cache: Path, train: torch.Tensor, test: torch.Tensor, vocab: VocabMap | None) -> None:
     """Written to a temporary folder and renamed into place: a half-written cache is never read."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".text-", dir=cache.parent))
-    try:
+
+    def write(staging: Path) -> None:
         save_file({"train": train.int(), "test": test.int()}, str(staging / "tokens.safetensors"))
         if vocab is not None:
             vocab.save(staging / "vocab_map.json")
-        try:
-            os.rename(staging, cache)
-        except OSError:  # another process wrote the same data first: theirs is identical
-            if not (cache / "tokens.safetensors").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    atomic_folder(cache, write, "tokens.safetensors")
 
 
 def rows(stream: torch.Tensor, context: int, bos: int | None) -> tuple[torch.Tensor, torch.Tensor]:

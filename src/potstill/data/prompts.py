@@ -11,12 +11,11 @@ that does not fit is cut, and the notes say how many were.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from potstill.data.lm import LMData, prompt_rows, target_bytes
 from potstill.data.registry import DATASETS, RawData
-from potstill.data.text import read_utf8
+from potstill.data.text import json_lines
 from potstill.data.tokens import check_max_length
 from potstill.errors import PotstillError, did_you_mean
 from potstill.models.hf_files import load_tokenizer, tokenizer_fingerprint
@@ -25,16 +24,7 @@ from potstill.models.hf_files import load_tokenizer, tokenizer_fingerprint
 def read_pairs(path: Path, prompt_key: str, response_key: str) -> list[tuple[str, str, int]]:
     """(prompt, response, line number) of every non-blank line."""
     pairs = []
-    for number, line in enumerate(read_utf8(path).split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise PotstillError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno}); each line must "
-                                "be one JSON object") from None
-        if not isinstance(record, dict):
-            raise PotstillError(f"{path}:{number}: a JSON {type(record).__name__}, not an object")
+    for number, record in json_lines(path):
         for key, argument in ((prompt_key, "prompt_key"), (response_key, "response_key")):
             if key not in record:
                 raise PotstillError(f"{path}:{number}: no key '{key}'{did_you_mean(key, list(record))}; name the right "

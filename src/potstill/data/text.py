@@ -10,6 +10,7 @@ import io
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -246,6 +247,19 @@ def read_utf8(path: Path) -> str:
 def read_jsonl(path: Path, text_key: str, label_key: str) -> list[tuple[str, str | int, int]]:
     """(text, label, line number) of every non-blank line, each a JSON object."""
     records = []
+    for number, record in json_lines(path):
+        for key, argument in ((text_key, "text_key"), (label_key, "label_key")):
+            if key not in record:
+                raise PotstillError(
+                    f"{path}:{number}: no key '{key}'{did_you_mean(key, list(record))}; keys present: "
+                    f"{', '.join(map(str, record)) or 'none'}; name the right key with data.args.{argument}"
+                )
+        records.append(check_record(path, number, record[text_key], record[label_key], text_key))
+    return nonempty(path, records)
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of every non-blank line of a JSONL file; one error naming a bad line."""
     for number, line in enumerate(read_utf8(path).split("\n"), 1):
         if not line.strip():
             continue
@@ -259,14 +273,7 @@ def read_jsonl(path: Path, text_key: str, label_key: str) -> list[tuple[str, str
             raise PotstillError(
                 f"{path}:{number}: a JSON {type(record).__name__}, not an object; each line must be one JSON object"
             )
-        for key, argument in ((text_key, "text_key"), (label_key, "label_key")):
-            if key not in record:
-                raise PotstillError(
-                    f"{path}:{number}: no key '{key}'{did_you_mean(key, list(record))}; keys present: "
-                    f"{', '.join(map(str, record)) or 'none'}; name the right key with data.args.{argument}"
-                )
-        records.append(check_record(path, number, record[text_key], record[label_key], text_key))
-    return nonempty(path, records)
+        yield number, record
 
 
 def read_csv(path: Path, text_key: str, label_key: str) -> list[tuple[str, str | int, int]]:

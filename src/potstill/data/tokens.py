@@ -20,13 +20,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from dataclasses import KW_ONLY, InitVar, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from potstill.cache_dir import cache_root
 from potstill.data.arrays import as_tensor
 from potstill.engine.checkpoint import load_tensors, save_tensors
 from potstill.errors import PotstillError
@@ -207,8 +207,7 @@ def check_max_length(max_length: object) -> None:
 
 
 def cache_folder() -> Path:
-    root = os.environ.get("POTSTILL_CACHE_DIR") or "~/.cache/potstill"
-    return Path(root).expanduser() / "tokens"
+    return cache_root() / "tokens"
 
 
 def cache_key(texts: list[str], tokenizer: str, max_length: int) -> str:
@@ -216,11 +215,16 @@ def cache_key(texts: list[str], tokenizer: str, max_length: int) -> str:
     digest = hashlib.sha256()
     head = {"format": TOKENS_FORMAT, "tokenizer": tokenizer, "max_length": max_length, "count": len(texts)}
     digest.update(json.dumps(head, sort_keys=True).encode())
+    hash_texts(digest, texts)
+    return digest.hexdigest()
+
+
+def hash_texts(digest: Any, texts: list[str]) -> None:
+    """Feed every text to `digest`, length-prefixed (so ["ab", "c"] and ["a", "bc"] differ)."""
     for text in texts:
         data = text.encode("utf-8", "surrogatepass")
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
-    return digest.hexdigest()
 
 
 def run_tokenizer(tokenizer: Any, texts: list[str], max_length: int, notes: list[str]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,24 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_folder(folder: Path, write: Callable[[Path], None], marker: str) -> None:
+    """Fill a temporary sibling folder with `write(staging)`, then rename it to `folder`: a half-written
+    folder is never read. When another process finished the same folder first (its `marker` file is
+    there), theirs is kept: it was made from the same inputs."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name[:16]}-", dir=folder.parent))
+    try:
+        write(staging)
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / marker).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _umask() -> int:

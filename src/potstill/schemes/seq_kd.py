@@ -17,6 +17,8 @@ answers whether the teacher's sequences teach more than the data they replace.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +30,7 @@ from potstill.engine.task import StepResult
 from potstill.errors import PotstillError
 from potstill.schemes.base import SCHEMES
 from potstill.schemes.gkd import GKD, prompts, special_ids
-from potstill.schemes.offline import OfflineDistillation, named
+from potstill.schemes.offline import OfflineDistillation
 from potstill.sequences import Settings, expected_manifest, read_sequences
 
 if TYPE_CHECKING:
@@ -77,17 +79,11 @@ class SeqKD(GKD):
         ids, mask = prompt_block(data, self.prompt_tokens)
         return expected_manifest(teacher, ids, mask, data.tokenizer, self.settings(seed))
 
-    def run(self, runner: Workshop, teacher: nn.Module | None, student: nn.Module | None) -> list[tuple[str, nn.Module]]:
-        student_init = student if student is not None else runner.student()
-        teacher = teacher if teacher is not None else runner.teacher()
-        runner.initialise(student_init, teacher)  # student.init, before the baseline copies the student
-        data = runner.bench.splits.train
-        self.check_lengths(data)
-        manifest = self.manifest(teacher, data, runner.recipe.seed)
-        rows = read_sequences(self.sequences, manifest, "write them with: potstill generate RECIPE")
-        make = lambda *args, **kwargs: SequenceDistillation(*args, rows=rows, **kwargs)  # noqa: E731
-        models = [("teacher", teacher)] + named("baseline", runner.baseline(student_init))
-        return models + [("student", runner.transfer("student", student_init, teacher, make_task=make))]
+    def task_maker(self, runner: Workshop, teacher: nn.Module, data) -> Callable[..., OfflineDistillation]:
+        """SequenceDistillation on the stored sequences, refused unless they match this teacher and data."""
+        rows = read_sequences(self.sequences, self.manifest(teacher, data, runner.recipe.seed),
+                              "write them with: potstill generate RECIPE")
+        return functools.partial(SequenceDistillation, rows=rows)
 
 
 __all__ = ["SeqKD", "SequenceDistillation", "prompt_block", "special_ids"]
