@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from potstill.cache.fingerprint import tensors_sha256
 from potstill.engine.checkpoint import atomic_write, load_tensors, save_tensors
 from potstill.errors import PotstillError
 from potstill.generation import generate
@@ -43,27 +44,16 @@ class Settings:
     seed: int
 
 
-def digest(*tensors: torch.Tensor) -> str:
-    hasher = hashlib.sha256()
-    for tensor in tensors:
-        hasher.update(json.dumps([str(tensor.dtype), list(tensor.shape)]).encode())
-        hasher.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return hasher.hexdigest()
-
-
 def model_digest(model: nn.Module) -> str:
-    """SHA-256 of a model's named weights: equal <=> the same teacher."""
-    state = model.state_dict()
-    hasher = hashlib.sha256(json.dumps(sorted(state)).encode())
-    hasher.update(digest(*(state[name].float() for name in sorted(state))).encode())
-    return hasher.hexdigest()
+    """SHA-256 of a model's named weights (as the teacher cache hashes them): equal <=> the same teacher."""
+    return tensors_sha256(model.state_dict())
 
 
 def expected_manifest(teacher: nn.Module, prompts: torch.Tensor, mask: torch.Tensor, tokenizer: str,
                       settings: Settings) -> dict:
     manifest = {
         "format": FORMAT, "what": "potstill teacher sequences", "teacher": model_digest(teacher),
-        "prompts": digest(prompts, mask), "tokenizer": tokenizer, "rows": len(prompts),
+        "prompts": tensors_sha256({"prompts": prompts, "mask": mask}), "tokenizer": tokenizer, "rows": len(prompts),
         "settings": settings.__dict__,
     }
     manifest["fingerprint"] = hashlib.sha256(json.dumps(

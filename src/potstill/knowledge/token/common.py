@@ -23,6 +23,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from potstill.cache.codec import TAIL_FLOOR  # the least tail mass a bucket keeps
 from potstill.errors import PotstillError
 from potstill.knowledge.base import DistillationLoss, Outputs, check_positive
 from potstill.positions import select_counted
@@ -126,7 +127,6 @@ class TokenLoss(DistillationLoss):
         return f"temperature={self.temperature}"
 
 
-TAIL_FLOOR = 1e-6  # the least tail mass a bucket keeps (fp16 log-probabilities can sum past 1)
 
 
 def bucketed(top_k: tuple[torch.Tensor, torch.Tensor], student_log_probs: torch.Tensor, batch: dict[str, torch.Tensor],
