@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from potstill.compress.prune import example_input, pruning_record, replay
 from potstill.engine.weights import load_weights
 from potstill.errors import PotstillError
 from potstill.models import MODELS, create_model
@@ -35,6 +36,8 @@ def load_model(path: str | Path, *, role: str | None = None, model: nn.Module | 
     weights, row, summary = locate(path, role)
     if model is None:
         model = build_from_row(row, summary, weights)
+    elif row and summary and not pruning_record(model):  # your own class, unpruned: the run's pruning redone on it
+        model = replay(model, row.get("architecture", {}).get("prune"), example_input(summary["data"]["input_shape"]))
     recorded = load_weights(model, weights, row.get("role", "model") if row else "model", torch.device(device))
     attach(model, recorded or Preprocessing(source="the file records none"))
     return model.to(device).eval()
@@ -82,4 +85,5 @@ def build_from_row(row: dict[str, Any] | None, summary: dict[str, Any] | None, w
         what = f"'{name}' is not a registered model" if name else f"no run summary describes {weights}"
         raise PotstillError(f"load_model: {what}; pass the architecture: load_model(path, model=YourModel(...))")
     data = summary["data"]
-    return create_model(name, input_shape=data["input_shape"], num_classes=data["num_classes"], **architecture.get("args", {}))
+    model = create_model(name, input_shape=data["input_shape"], num_classes=data["num_classes"], **architecture.get("args", {}))
+    return replay(model, architecture.get("prune"), example_input(data["input_shape"]))  # a pruned model's shapes

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from potstill import __version__
+from potstill.compress.quantize import prepare_qat
+from potstill.compress.prune import example_input, prune_student, pruning_record, sparsity
 from potstill.engine.checkpoint import load_into, load_tensors, tensor_names
 from potstill.engine.loop import Callback, Stage, fit
 from potstill.engine.progress import Reporter
@@ -128,17 +130,34 @@ class Runner(CacheSteps):
     def student(self) -> nn.Module:
         if self.recipe.student is None:
             raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
-        return build_model(self.recipe.student, self.bench, "student", self.recipe.seed)
+        student = build_model(self.recipe.student, self.bench, "student", self.recipe.seed)
+        prune = self.recipe.student.prune
+        if prune is not None and prune.source != "teacher":  # a weights file: pruned now (a teacher source: in initialise)
+            path = teacher_weights_file(prune.source, "student.prune.source")
+            explicit = self.recipe.student.preprocess != "auto"
+            source = self.load_weights(build_model(self.recipe.student, self.bench, "student", self.recipe.seed), path,
+                                       "student.prune.source", explicit=explicit)
+            line = prune_student(student, source, prune, example_input(self.bench.splits.input_shape, self.bench.device),
+                                 str(path), keep_preprocessing=explicit)
+            self.reporter.message(f"prune  {line}")
+        return student
 
     def initialise(self, student: nn.Module, teacher: nn.Module, quiet: bool = False) -> None:
         """student.init: the student starts from the teacher's weights (before the baseline copies
         it). `quiet`: a rehearsal on the teacher's architecture, to fail before anything trains."""
+        prune = self.recipe.student.prune if self.recipe.student is not None else None
+        if prune is not None and prune.source == "teacher":  # student.prune: the teacher's weights, pruned
+            line = prune_student(student, teacher, prune, example_input(self.bench.splits.input_shape, self.bench.device),
+                                 keep_preprocessing=self.recipe.student.preprocess != "auto")
+            if not quiet:
+                self.reporter.message(f"prune  {line}")
         spec = self.recipe.student.init if self.recipe.student is not None else None
-        if spec is None:
-            return
-        lines = init_from_teacher(student, teacher, layers=spec.layers, method=spec.method, container=spec.container)
+        lines = [] if spec is None else [f"init   {line}" for line in init_from_teacher(
+            student, teacher, layers=spec.layers, method=spec.method, container=spec.container)]
+        if self.recipe.student is not None and self.recipe.student.quantize is not None:  # last: it swaps linear layers
+            lines.append(prepare_qat(student))
         for line in [] if quiet else lines:
-            self.reporter.message(f"init   {line}")
+            self.reporter.message(line)
 
     def write_description(self) -> None:
         """run.json: versions, device, threads and data of the start; a resume adds its own entry."""
@@ -287,7 +306,9 @@ class Runner(CacheSteps):
             if role == "teacher":
                 teacher_logits = logits
             row["title"] = self.roles.get(role, {}).get("title") or row["title"]
-            row["architecture"] = self.architecture(role, model)
+            row["architecture"] = self.architecture(role, model) | pruning_record(model)
+            if row["architecture"].get("prune", {}).get("method") == "unstructured":
+                row["sparsity"] = sparsity(model)  # zero fraction of the pruned layers' weights
             row["weights"] = self.weights_record(weights, model)
             row["preprocessing"] = preprocessing_of(model).header()
             rows.append(row)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from potstill.compress.prune import check_prune_source
 from potstill.data import DATASETS, load_dataset
 from potstill.data.registry import dataset_task
 from potstill.engine.weights import load_weights, teacher_weights_file
@@ -36,6 +37,8 @@ def check_model_spec(spec: ModelSpec, role: str) -> None:
     MODELS.get(spec.name)  # unknown name -> error with the nearest registered one
     if spec.init is not None and role != "student":
         raise PotstillError(f"{role}.init: only the student can start from the teacher's weights; remove it")
+    if spec.prune is not None and role != "student":
+        raise PotstillError(f"{role}.prune: only the student can be pruned (the unpruned model teaches it); remove it")
     for reserved in ("input_shape", "num_classes"):
         if reserved in spec.args:
             raise PotstillError(f"{role}.args.{reserved} is set from the dataset; remove it from the recipe")
@@ -76,6 +79,8 @@ def preflight(recipe: Recipe, command: str) -> None:
     if recipe.student is None:
         raise PotstillError("the recipe has no student section; add student.name, e.g. student: {name: mlp}")
     check_model_spec(recipe.student, "student")
+    if recipe.student.prune is not None and recipe.student.prune.source != "teacher":
+        teacher_weights_file(recipe.student.prune.source, "student.prune.source")
     spec = recipe.scheme
     for key, models in (("peers", spec.peers), ("assistants", spec.assistants)):
         for index, model in enumerate(models):
@@ -165,6 +170,13 @@ def check_before_writing(recipe: Recipe, bench: Workbench) -> None:
     for spec in models + list(recipe.scheme.peers) + list(recipe.scheme.assistants):
         check_model_size(spec.name, {"input_shape": bench.splits.input_shape, "num_classes": bench.splits.num_classes,
                                      **spec.args})
+    prune = recipe.student.prune if recipe.student is not None else None
+    if prune is not None:
+        if bench.splits.modality != "image":
+            raise PotstillError(f"student.prune: pruning takes image models for now, and {recipe.data.name} is "
+                                f"{bench.splits.modality} data; remove student.prune")
+        source = None if prune.source == "teacher" else teacher_weights_file(prune.source, "student.prune.source")
+        check_prune_source(recipe, source, bench.splits.input_shape, bench.splits.num_classes)
     for key, spec in named:
         if spec is not None and spec.checkpoint is not None:
             model = build_model(spec.model, bench, key, recipe.seed)

@@ -78,6 +78,9 @@ def recipe_with(key_path: str, value: Any) -> tuple[dict[str, Any], str]:
     for part in parents:
         key = part.removesuffix("[]")
         prefix = join(prefix, part)
+        if prefix not in schemas:  # a mapping of sections (search.space): its entry is named `<key>` below
+            node = node.setdefault(key, {})
+            continue
         filled = minimal(schemas[prefix])
         if part.endswith("[]"):
             node[key] = [filled]

@@ -12,24 +12,26 @@ from pathlib import Path
 import torch
 from rich.markup import escape
 from rich.table import Table
-from torch import nn
 
 from potstill import config
 from potstill.cache.reader import check_cache, read_manifest
 from potstill.data import DATASETS
+from potstill.encoders import eager_attention, encoder_layout
 from potstill.engine.checkpoint import atomic_write, guarded
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.engine.stamp import check_resume
 from potstill.errors import PotstillError
 from potstill.knowledge import LOSSES
-from potstill.encoders import eager_attention, encoder_layout
 from potstill.knowledge.wiring import build_terms, check_explicit_pairs, example_features
 from potstill.models import MODELS, create_model, model_modality
 from potstill.pipeline import Runner
-from potstill.recipe import ModelSpec, Recipe
+from potstill.recipe import Recipe
 from potstill.report import measure_latency, model_row, print_result, result_console, summarize
 from potstill.report.samples import text_samples
+from potstill.run_models import saved_models
+from potstill.compress.export_run import export_run
+from potstill.compress.onnx_file import require
 from potstill.schemes import SCHEMES, create_scheme
 from potstill.startup import check_before_writing, open_workbench, preflight
 from potstill.taps import dry_run, embedding_tap, stage_taps
@@ -91,11 +93,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    runner, _ = start(args)
+    runner, reporter = start(args)
     if runner is not None:
+        quantize = runner.recipe.student.quantize if runner.recipe.student is not None else None
+        if quantize is not None:
+            require("onnxruntime")  # the int8 model is ONNX Runtime's: missing, it fails before training
         runner.run_distill()
+        if quantize is not None:
+            int8_models(args.run_path, quantize.deploy, reporter)
     show_result(args, args.run_path / "summary.json")
     return 0
+
+
+def int8_models(run: Path, mode: str, reporter: Reporter) -> None:
+    """After quantization-aware training: the real int8 models (ONNX Runtime), their test
+    accuracy and latency added to summary.json (`potstill export RUN --int8` does the same)."""
+    roles = [row["role"] for row in json.loads((run / "summary.json").read_text())["models"]
+             if row["role"] in ("baseline", "student", "refine") and row.get("weights")]
+    reporter.message(f"int8: exporting {', '.join(roles)} to ONNX Runtime int8 ({mode}), checked on the test split")
+    export_run(run, int8=True, mode=mode, roles=roles, reporter=reporter)
 
 
 def show_result(args: argparse.Namespace, summary_file: Path, extra: Sequence[str] = ()) -> None:
@@ -110,17 +126,6 @@ def show_result(args: argparse.Namespace, summary_file: Path, extra: Sequence[st
     if args.json:
         sys.stdout.write(text)
         sys.stdout.flush()
-
-
-def finished_model(runner: Runner, role: str) -> nn.Module | None:
-    """A stage's trained model rebuilt from the saved recipe and its model.safetensors, if present."""
-    recipe, weights = runner.recipe, runner.run.stage(role) / "model.safetensors"
-    if not weights.is_file():
-        if role == "teacher" and recipe.teacher is not None and recipe.teacher.checkpoint:
-            return runner.teacher()  # the run used an external teacher checkpoint
-        return None
-    spec = recipe.teacher.model if role == "teacher" else recipe.student
-    return runner.load_weights(runner.build(spec, role), weights, role)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -164,28 +169,6 @@ def sample_lines(samples: list[dict[str, str]]) -> list[str]:
         lines.append(f"sample {number}: ...{sample['prompt'][-60:]!r}".replace("\\n", "⏎"))
         lines += [f"  {role:<9} {text[:100]!r}".replace("\\n", "⏎") for role, text in sample.items() if role != "prompt"]
     return lines
-
-
-def saved_models(runner: Runner):
-    """(role, title, model or None, weights file) for each row of the run's summary.json, rebuilt
-    from its architecture and weights file; a run without a summary: its offline stages."""
-    summary_file = runner.run.path / "summary.json"
-    rows = json.loads(summary_file.read_text())["models"] if summary_file.is_file() else []
-    if not any("weights" in row for row in rows):  # unfinished, or made before rows named their files
-        for role in ("teacher", "baseline", "student", "refine"):
-            model = finished_model(runner, role)
-            if model is not None:
-                yield role, None, model, runner.run.stage(role) / "model.safetensors"
-        return
-    for row in rows:
-        weights = row.get("weights")
-        architecture = row.get("architecture", {})
-        if weights is None or architecture.get("name") not in MODELS:
-            yield row["role"], row["title"], None, None
-            continue
-        path = Path(weights) if Path(weights).is_absolute() else runner.run.path / weights
-        model = runner.build(ModelSpec(architecture["name"], architecture.get("args", {})), row["role"])
-        yield row["role"], row["title"], runner.load_weights(model, path, row["role"]), path
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@
     potstill cache   build RECIPE [--rebuild]    run the teacher once, store its outputs per (sample, view)
     potstill cache   info DIR                    check a cache's checksums and describe it
     potstill generate RECIPE [--out DIR]         the teacher writes sequences for sequence-level KD (seq_kd)
+    potstill search  RECIPE [--set k=v ...]      search students (KD objective, latency/size budget): Pareto front, best.yaml
+    potstill export  RUN [--int8]                ONNX (and int8) files of a run's models, checked and timed
 
 User errors print one line and exit 2; --debug shows the traceback. Results go to stdout (with
 --json only summary.json), progress and messages to stderr.
@@ -30,6 +32,8 @@ from potstill import __version__
 from potstill.cli.commands import cmd_cache, cmd_distill, cmd_eval, cmd_list, cmd_train
 from potstill.cli.convert import cmd_convert
 from potstill.cli.generate import cmd_generate
+from potstill.cli import export as export_command
+from potstill.cli import search as search_command
 from potstill.errors import PotstillError
 
 JSON_HELP = "print {file} to stdout, and nothing else there (the table and messages go to stderr), for scripts"
@@ -105,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     generating.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
     generating.add_argument("--out", help="sequences folder (default: scheme.args.sequences)")
     generating.set_defaults(handler=cmd_generate)
+    export_command.add_parser(commands, common)
+    search_command.add_parser(commands, common)
     return main
 
 

@@ -40,27 +40,41 @@ def time_models(
     generator) -> the model inputs of one batch (`DataSplits.example_batch`: real token ids for
     text). Models come back on their device and in their train/eval mode; the global RNG is
     left alone (the inputs come from a private generator)."""
-    roles = [role for role, _ in models]
-    if len(set(roles)) != len(roles):
-        raise ValueError(f"time_models: roles must be unique, got {roles}")
     modes = [(model, _device(model), model.training) for _, model in models]
-    generator = torch.Generator().manual_seed(0)
-    samples: dict[str, dict[int, list[float]]] = {role: {size: [] for size in batch_sizes} for role in roles}
     try:
         for _, model in models:
             model.eval().to("cpu")
-        for batch_size in batch_sizes:
-            batch = example_batch(inputs, batch_size, generator)
-            for round_index in range(warmup + repeats):
-                for role, model in models:
-                    start = clock()
-                    call_model(model, batch)
-                    elapsed = clock() - start
-                    if round_index >= warmup:
-                        samples[role][batch_size].append(1000 * elapsed)
+        calls = [(role, lambda batch, model=model: call_model(model, batch)) for role, model in models]
+        return time_calls(calls, inputs, batch_sizes, repeats, warmup, clock)
     finally:
         for model, device, training in modes:
             model.to(device).train(training)
+
+
+def time_calls(
+    calls: Sequence[tuple[str, Callable[[dict[str, torch.Tensor]], Any]]],
+    inputs: Sequence[int] | Callable[[int, torch.Generator], dict[str, torch.Tensor]],
+    batch_sizes: Sequence[int],
+    repeats: int,
+    warmup: int = WARMUP_ROUNDS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, dict[int, list[float]]]:
+    """time_models for any callables on a batch of CPU tensors (PyTorch modules, ONNX Runtime
+    sessions): the same interleaved rounds, so every runtime sees the same machine load."""
+    roles = [role for role, _ in calls]
+    if len(set(roles)) != len(roles):
+        raise ValueError(f"time_models: roles must be unique, got {roles}")
+    generator = torch.Generator().manual_seed(0)
+    samples: dict[str, dict[int, list[float]]] = {role: {size: [] for size in batch_sizes} for role in roles}
+    for batch_size in batch_sizes:
+        batch = example_batch(inputs, batch_size, generator)
+        for round_index in range(warmup + repeats):
+            for role, call in calls:
+                start = clock()
+                call(batch)
+                elapsed = clock() - start
+                if round_index >= warmup:
+                    samples[role][batch_size].append(1000 * elapsed)
     return samples
 
 

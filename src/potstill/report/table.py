@@ -90,7 +90,20 @@ def _cost(summary: dict[str, Any], separator: str) -> list[tuple[str, Callable[[
     if not any("latency_batch1_ms" in row for row in summary["models"]):  # a summary from before batch 1 was timed
         batch1 = []
     return [*SIZE, *batch1, (f"ms b={_batch_size(summary)}", lambda row: latency_text(row, "latency", separator)),
-            ("train s", lambda row: _fmt(row.get("train_time_s"), "s"))]
+            ("train s", lambda row: _fmt(row.get("train_time_s"), "s")), *_deployed(summary)]
+
+
+def _deployed(summary: dict[str, Any]) -> list[tuple[str, Callable[[dict[str, Any]], str]]]:
+    """After `potstill export`: ONNX Runtime batch-1 latency, and the int8 file's top-1 and latency."""
+    def field(runtime: str, key: str, kind: str) -> Callable[[dict[str, Any]], str]:
+        return lambda row: _fmt((row.get(runtime) or {}).get(key), kind)
+
+    columns = []
+    if any("onnx" in row for row in summary["models"]):
+        columns.append(("onnx ms b=1", field("onnx", "latency_b1_p50_ms", "ms")))
+    if any("int8" in row for row in summary["models"]):
+        columns += [("int8 top-1", field("int8", "test_acc", "pct")), ("int8 ms b=1", field("int8", "latency_b1_p50_ms", "ms"))]
+    return columns
 
 
 def _batch_size(summary: dict[str, Any]) -> Any:
@@ -162,7 +175,9 @@ def render_table(summary: dict[str, Any], console: Console | None = None) -> Non
     if quality(summary) is not QUALITY:
         legend = ("ppl: perplexity; bpb: bits per UTF-8 byte; top-1 and agree: next token, per predicted position; "
                   "ECE: expected calibration error over tokens")
-    console.print(f"{legend}; ms b=N: {latency}", highlight=False, markup=False)
+    deployed = ("; onnx/int8 ms b=1: median ONNX Runtime milliseconds (potstill export, same threads), int8 top-1 of "
+                "the int8 file" if _deployed(summary) else "")
+    console.print(f"{legend}; ms b=N: {latency}{deployed}", highlight=False, markup=False)
     if summary.get("terms"):
         console.print(terms_line(summary), highlight=False, markup=False)
     for line in result_lines(summary):

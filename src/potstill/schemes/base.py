@@ -31,6 +31,14 @@ SCHEMES = Registry("scheme")
 MODEL_LISTS = ("peers", "teachers", "assistants")  # the scheme section's model lists
 
 
+# student keys only schemes with `initialises` honour, and what those schemes do that others do not
+STUDENT_START = {
+    "init": "start its student from the teacher's weights",
+    "prune": "start its student from trained weights",
+    "quantize": "prepare its student for quantization-aware training",
+}
+
+
 class Scheme:
     """Base class. Class attributes say what a scheme needs, so the checks are written once."""
 
@@ -74,12 +82,11 @@ class Scheme:
                 f"distill.init_epochs: scheme '{self.name}' has no feature-initialisation stage; set init_epochs: 0 and "
                 "remove stages: [init] from the terms (the offline, assistant and born_again schemes run it)"
             )
-        if recipe.student is not None and recipe.student.init is not None and not self.initialises:
-            users = [name for name in SCHEMES.names() if SCHEMES.get(name).initialises]
-            raise PotstillError(
-                f"student.init: scheme '{self.name}' does not start its student from the teacher's weights; remove "
-                f"student.init or use scheme {' or '.join(users)}"
-            )
+        for key, what in STUDENT_START.items():
+            if recipe.student is not None and getattr(recipe.student, key) is not None and not self.initialises:
+                users = [name for name in SCHEMES.names() if SCHEMES.get(name).initialises]
+                raise PotstillError(f"student.{key}: scheme '{self.name}' does not {what}; remove student.{key} or use "
+                                    f"scheme {' or '.join(users)}")
         if not self.refines and recipe.refine.epochs > 0:
             raise PotstillError(
                 f"refine.epochs: scheme '{self.name}' has no refinement phase (its student alone would train "
