@@ -54,7 +54,8 @@ def distil(args: argparse.Namespace, name: str, overrides: dict[str, str], seed:
     run = args.out / f"{name}_seed{seed}"
     if not (run / "summary.json").is_file():
         sets = [f"seed={seed}", f"train.epochs={args.epochs}", f"teacher.checkpoint={args.teacher}", "distill.baseline=false",
-                *(f"{key}={value}" for key, value in overrides.items())]
+                *(f"{key}={value}" for key, value in overrides.items()),
+                *(o for o in args.set if not o.startswith(("search.", "train.epochs=")))]  # data limits apply to both
         potstill("distill", str(args.out / "search" / "best.yaml"), "--run-dir", str(run), "--quiet", *(f"--set={s}" for s in sets))
     rows = {row["role"]: row for row in json.loads((run / "summary.json").read_text())["models"]}
     return {"run": run, "acc": rows["student"]["test_acc"], "params": rows["student"]["params"]}
@@ -82,7 +83,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rerun", action="store_true", help="continue the search even if search.json exists")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for the search recipe")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override for the search recipe (and, but search.* and train.epochs, for the final runs)")
     args = parser.parse_args()
     import torch
 
