@@ -39,6 +39,9 @@ def check_model_spec(spec: ModelSpec, role: str) -> None:
         raise PotstillError(f"{role}.init: only the student can start from the teacher's weights; remove it")
     if spec.prune is not None and role != "student":
         raise PotstillError(f"{role}.prune: only the student can be pruned (the unpruned model teaches it); remove it")
+    if spec.quantize is not None and role != "student":
+        raise PotstillError(f"{role}.quantize: only the student trains quantization-aware (the fp32 teacher teaches it); "
+                            "remove it, and quantize any finished model with potstill export RUN --int8")
     for reserved in ("input_shape", "num_classes"):
         if reserved in spec.args:
             raise PotstillError(f"{role}.args.{reserved} is set from the dataset; remove it from the recipe")

@@ -112,6 +112,7 @@ def test_quantize_is_refused_where_it_cannot_apply(tmp_path, capsys):
          "layers with weights it would leave in float"),
         (tiny_recipe(student__quantize={}, scheme="born_again"), "student.quantize: scheme 'born_again'"),
         (tiny_recipe(student__quantize={"deploy": "fast"}), "deploy"),
+        (tiny_recipe(teacher__model__quantize={}), "teacher.quantize: only the student"),
     )
     for number, (recipe, fragment) in enumerate(cases):
         path = write_recipe(tmp_path, recipe, f"r{number}.yaml")
