@@ -29,6 +29,7 @@ from potstill.pipeline import Runner
 from potstill.recipe import Recipe
 from potstill.report import measure_latency, model_row, print_result, result_console, summarize
 from potstill.report.samples import text_samples
+from potstill.report.seeds import aggregate, seed_lines
 from potstill.run_models import saved_models
 from potstill.compress.export_run import export_run
 from potstill.compress.onnx_file import require
@@ -93,6 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    if getattr(args, "seeds", None):
+        return distill_seeds(args)
     runner, reporter = start(args)
     if runner is not None:
         quantize = runner.recipe.student.quantize if runner.recipe.student is not None else None
@@ -102,6 +105,39 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if quantize is not None:
             int8_models(args.run_path, quantize.deploy, reporter)
     show_result(args, args.run_path / "summary.json")
+    return 0
+
+
+def distill_seeds(args: argparse.Namespace) -> int:
+    """--seeds: the recipe once per seed in RUN/seed<N> (a finished seed is kept, an unfinished one
+    continues from its checkpoint), then RUN/seeds.json with mean ± std and the paired gain."""
+    seeds = args.seeds
+    if len(set(seeds)) != len(seeds):
+        raise PotstillError(f"--seeds {' '.join(map(str, seeds))}: each seed once (duplicates would only repeat a run)")
+    if any(seed < 0 for seed in seeds):
+        raise PotstillError(f"--seeds {' '.join(map(str, seeds))}: seeds are non-negative integers")
+    if args.resume:
+        raise PotstillError("--seeds with --resume: run the same command again instead; finished seeds are kept and an "
+                            "unfinished one continues from its checkpoint")
+    recipe, base = resolve_recipe(args)
+    summaries = {}
+    for seed in seeds:
+        folder = base.path / f"seed{seed}"
+        one = argparse.Namespace(**{**vars(args), "seeds": None, "run_dir": str(folder),
+                                    "overrides": [*args.overrides, f"seed={seed}"], "resume": None})
+        if (folder / "recipe.yaml").is_file() and (folder / "run.json").is_file():
+            one.resume, one.recipe, one.overrides = str(folder), None, []  # finished: left as is; else continued
+        print(f"seed {seed}: {folder}", file=sys.stderr)
+        cmd_distill(one)
+        summaries[seed] = json.loads((folder / "summary.json").read_text())
+    result = aggregate(summaries)
+    base.write_json("seeds.json", result)
+    console = result_console(stderr=args.json)
+    for line in seed_lines(result):
+        console.print(line, highlight=False, markup=False)
+    console.print(f"aggregate: {base.path / 'seeds.json'}", highlight=False, markup=False)
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     potstill train   RECIPE [--set k=v ...]      phase 1: pre-train a teacher
     potstill distill RECIPE [--set k=v ...]      phases 2 (+3): distil, with a baseline student
+    potstill distill RECIPE --seeds 0 1 2        one run per seed, and their mean ± std and paired gain
     potstill distill --resume RUN                continue a killed run where it stopped
     potstill eval    RUN                         re-measure a finished run's models
     potstill convert FILE -o TARGET              a torch.save state dict as safetensors (weights_only=True)
@@ -59,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--run-dir", help="run folder (default: output_dir/name from the recipe)")
         sub.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
         sub.add_argument("--json", action="store_true", help=JSON_HELP.format(file="summary.json"))
+        if name == "distill":
+            sub.add_argument("--seeds", type=int, nargs="+", metavar="N", help="run once per seed in RUN/seed<N> and write "
+                             "RUN/seeds.json: mean ± std and the paired gain per seed (run again to continue)")
         sub.set_defaults(handler=handler)
     evaluate = commands.add_parser("eval", parents=[common], help="re-evaluate a finished run's models")
     evaluate.add_argument("run", help="run folder")
