@@ -30,7 +30,7 @@ from potstill.engine.checkpoint import atomic_write
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.errors import PotstillError
-from potstill.model_io import model_inputs
+from potstill.model_io import call_model, model_inputs
 from potstill.pipeline import Runner
 from potstill.recipe import Recipe
 from potstill.report.latency import WARMUP_ROUNDS, time_calls
@@ -64,8 +64,9 @@ def export_run(run: str | Path, *, int8: bool = False, mode: str = "auto", roles
         reporter.message(f"export {role}: ONNX")
         onnx = OnnxModel(export_onnx(model, runner.bench.splits.example_batch(4, torch.Generator().manual_seed(0)),
                                      folder / f"{role}.onnx", what=role))
+        reference = test_references(model, runner)  # PyTorch's logits, computed once for every file of this model
         results[role] = {"onnx": {"file": onnx.path.name, "size_bytes": onnx.path.stat().st_size,
-                                  **compare(model, onnx, runner)}}
+                                  **agreement(onnx, reference)}}
         timed += [(f"{role}/pytorch", lambda batch, model=model: call(model, batch)),
                   (f"{role}/onnx", onnx)]
         if int8:
@@ -78,11 +79,11 @@ def export_run(run: str | Path, *, int8: bool = False, mode: str = "auto", roles
                 raise PotstillError(f"export: ONNX Runtime quantized none of {role}'s operators ({', '.join(sorted(onnx.operators()))}); "
                                     "int8 needs Conv, MatMul or Gemm layers")
             results[role]["int8"] = {"file": quantized.path.name, "size_bytes": quantized.path.stat().st_size,
-                                     "mode": chosen, "int8_operators": operators, **compare(model, quantized, runner)}
+                                     "mode": chosen, "int8_operators": operators, **agreement(quantized, reference)}
             warnings += int8_warning(role, results[role], reporter)
             timed.append((f"{role}/int8", quantized))
     reporter.message(f"export: timing {len(timed)} models at batch {', '.join(map(str, batch_sizes))}, interleaved")
-    for name, fields in latency(timed, runner, batch_sizes, repeats).items():
+    for name, fields in time_runtimes(timed, runner.bench.splits.example_batch, batch_sizes, repeats).items():
         role, runtime = name.split("/")
         results[role].setdefault(runtime, {}).update(fields)
     record = {
@@ -138,31 +139,43 @@ def chosen_models(runner: Runner, roles: list[str] | None) -> list[tuple[str, nn
 
 
 def call(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    from potstill.model_io import call_model
     with torch.inference_mode():
         return call_model(model, batch)
 
 
-def compare(model: nn.Module, onnx: OnnxModel, runner: Runner) -> dict[str, Any]:
-    """The ONNX file against the PyTorch model on the whole test split."""
-    batches = ((model_inputs(batch), batch["target"]) for batch in runner.bench.eval_loader("test").batches())
-    return compare_outputs(model, onnx, batches)
+Reference = list[tuple[dict[str, torch.Tensor], np.ndarray, torch.Tensor | None]]  # (inputs, PyTorch logits, targets)
+
+
+def test_references(model: nn.Module, runner: Runner) -> Reference:
+    """The PyTorch model's logits on the whole test split, batch by batch."""
+    return references(model, ((model_inputs(batch), batch["target"]) for batch in runner.bench.eval_loader("test").batches()))
+
+
+def references(model: nn.Module, batches: Iterable[tuple[dict[str, Any], Any]]) -> Reference:
+    found = []
+    for inputs, targets in batches:
+        inputs = {name: torch.as_tensor(value).cpu() for name, value in inputs.items()}
+        found.append((inputs, call(model, inputs).float().numpy(), targets))
+    return found
 
 
 def compare_outputs(model: nn.Module, onnx: OnnxModel,
                     batches: Iterable[tuple[dict[str, torch.Tensor], torch.Tensor | None]]) -> dict[str, Any]:
     """An ONNX file against its PyTorch model over (inputs, targets or None) batches: the largest
     absolute logit difference, top-1 agreement and (with targets) accuracy of the file."""
+    return agreement(onnx, references(model, batches))
+
+
+def agreement(onnx: OnnxModel, reference: Reference) -> dict[str, Any]:
+    """compare_outputs with the PyTorch logits already computed."""
     largest, agree, correct, total, labelled = 0.0, 0, 0, 0, True
-    for inputs, targets in batches:
-        inputs = {name: torch.as_tensor(value).cpu() for name, value in inputs.items()}
-        reference = call(model, inputs).float().numpy()
+    for inputs, expected, targets in reference:
         logits = onnx(inputs)
-        if logits.shape != reference.shape:
-            raise PotstillError(f"export: {onnx.path.name} returns shape {logits.shape}, PyTorch {reference.shape}")
-        largest = max(largest, float(np.abs(logits - reference).max()))
+        if logits.shape != expected.shape:
+            raise PotstillError(f"export: {onnx.path.name} returns shape {logits.shape}, PyTorch {expected.shape}")
+        largest = max(largest, float(np.abs(logits - expected).max()))
         predicted = logits.argmax(-1)
-        agree += int((predicted == reference.argmax(-1)).sum())
+        agree += int((predicted == expected.argmax(-1)).sum())
         labelled = labelled and targets is not None
         correct += int((predicted == np.asarray(torch.as_tensor(targets).cpu())).sum()) if labelled else 0
         total += len(predicted)
@@ -181,10 +194,6 @@ def calibration(runner: Runner) -> list[dict[str, torch.Tensor]]:
         if len(batches) == CALIBRATION_BATCHES:
             break
     return batches
-
-
-def latency(timed: list[tuple[str, Any]], runner: Runner, batch_sizes: tuple[int, ...], repeats: int) -> dict[str, dict[str, float]]:
-    return time_runtimes(timed, runner.bench.splits.example_batch, batch_sizes, repeats)
 
 
 def time_runtimes(calls: list[tuple[str, Any]], inputs, batch_sizes: tuple[int, ...] = (1, 32),

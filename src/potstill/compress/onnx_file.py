@@ -150,11 +150,16 @@ class OnnxModel:
 
     def operators(self) -> dict[str, int]:
         """How many nodes of each operator type the file holds."""
-        model = require("onnx").load(str(self.path), load_external_data=False)
-        counts: dict[str, int] = {}
-        for node in model.graph.node:
-            counts[node.op_type] = counts.get(node.op_type, 0) + 1
-        return counts
+        return operators(self.path)
+
+
+def operators(path: str | Path) -> dict[str, int]:
+    """How many nodes of each operator type an ONNX file holds (read with onnx, no session)."""
+    model = require("onnx").load(str(path), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -171,7 +176,7 @@ def int8_mode(source: str | Path, mode: str = "auto") -> str:
         raise PotstillError(f"int8 mode '{mode}' is unknown; use one of {', '.join(INT8_MODES)}")
     if mode != "auto":
         return mode
-    return "static" if "Conv" in OnnxModel(source).operators() else "dynamic"
+    return "static" if "Conv" in operators(source) else "dynamic"
 
 
 def quantize_int8(source: str | Path, target: str | Path, calibration: Iterable[dict[str, Any]] | None = None,

@@ -4,10 +4,10 @@ and its folder, which the same command continues as long as the recipe is the sa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from potstill import config
 from potstill.engine.lock import LOCK_NAME
+from potstill.engine.stamp import recipe_changes
 from potstill.errors import PotstillError
 from potstill.recipe import Recipe
 
@@ -54,11 +54,12 @@ def check_folder(folder: Path, recipe: Recipe, resume: bool) -> bool:
         before = config.to_dict(config.load(saved, Recipe))
         if before.get("search") is None:
             raise PotstillError(f"{folder} holds a potstill run, not a search; choose another --run-dir")
-        changed = [key for key in differences(before, config.to_dict(recipe)) if key not in GROWING]
+        changed = [change for change in recipe_changes(before, config.to_dict(recipe))
+                   if change.split(": ", 1)[0] not in GROWING]
         if changed:
             shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
             raise PotstillError(
-                f"search folder {folder} was started with another recipe ({shown} differ); continue it with the same "
+                f"search folder {folder} was started with another recipe ({shown}); continue it with the same "
                 "recipe (only search.trials may change), or start a new search with --run-dir"
             )
         return True
@@ -67,13 +68,3 @@ def check_folder(folder: Path, recipe: Recipe, resume: bool) -> bool:
     if folder.is_dir() and any(entry.name != LOCK_NAME for entry in folder.iterdir()):
         raise PotstillError(f"search folder {folder} already exists and holds no search; choose another --run-dir")
     return False
-
-
-def differences(a: Any, b: Any, path: str = "") -> list[str]:
-    """Dotted keys whose values differ between two plain recipe dicts."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        found = []
-        for key in list(a) + [key for key in b if key not in a]:
-            found += differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
-        return found
-    return [] if a == b else [path]
