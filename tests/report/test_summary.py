@@ -58,6 +58,12 @@ def test_model_row_measures_the_model_on_the_test_split(tmp_path):
     # 4 bins, worked in tests/engine/test_metrics.py: (.25,.5] {0.42 right}, (.5,.75] {0.62 right, 0.55 wrong},
     # (.75, 1] {0.90 right, 0.78 wrong}
     assert row["ece"] == pytest.approx(1 / 5 * 0.58 + 2 / 5 * abs(0.5 - 0.585) + 2 / 5 * abs(0.5 - 0.84), abs=1e-6)
+    # the same bins drawn: counts, mean confidence and accuracy per bin (None where empty)
+    assert row["reliability"]["count"] == [0, 1, 2, 2] and row["reliability"]["edges"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert row["reliability"]["accuracy"] == [None, 1.0, 0.5, 0.5]
+    assert row["reliability"]["confidence"][1:] == pytest.approx([0.42, 0.585, 0.84], abs=1e-6)
+    # per class: class 0 {right}, class 1 {wrong, right}, class 2 {wrong, right}
+    assert row["class_acc"] == pytest.approx([1.0, 0.5, 0.5])
     assert row["params"] == 15 and row["size_bytes"] == 1234
     assert row["title"] == "distilled" and row["model"] == "FixedLogits" and row["train_time_s"] == 7.5
     assert row["latency_ms"] > 0 and row["latency_batch_size"] == 2

@@ -67,6 +67,32 @@ def calibration_error(confidence: torch.Tensor, correct: torch.Tensor, bins: int
     return float(ece)
 
 
+def reliability(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> dict[str, list]:
+    """The reliability diagram's data (Guo et al. 2017, fig. 1): per equal-width confidence bin
+    (edges[i], edges[i+1]] its sample count, mean confidence and accuracy (None for an empty bin).
+    ECE is sum(count * |accuracy - confidence|) / sum(count) over these bins."""
+    edges = torch.linspace(0, 1, bins + 1)
+    counts, confidences, accuracies = [], [], []
+    for low, high in zip(edges[:-1], edges[1:]):
+        in_bin = (confidence > low) & (confidence <= high)
+        count = int(in_bin.sum())
+        counts.append(count)
+        confidences.append(round(float(confidence[in_bin].mean()), 6) if count else None)
+        accuracies.append(round(float(correct[in_bin].float().mean()), 6) if count else None)
+    return {"edges": [round(float(edge), 6) for edge in edges], "count": counts, "confidence": confidences, "accuracy": accuracies}
+
+
+def class_accuracy(logits: torch.Tensor, targets: torch.Tensor, num_classes: int | None = None) -> list[float | None]:
+    """Top-1 accuracy per class index 0..K-1 (recall); None for a class with no test sample."""
+    size = num_classes or logits.shape[1]
+    correct = logits.argmax(dim=1) == targets
+    result: list[float | None] = []
+    for label in range(size):
+        in_class = targets == label
+        result.append(round(float(correct[in_class].float().mean()), 6) if in_class.any() else None)
+    return result
+
+
 @torch.inference_mode()
 def cpu_latency_ms(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, repeats: int) -> float:
     """Mean wall time of one forward pass on a CPU batch, after 3 warm-up passes."""

@@ -21,9 +21,11 @@ from potstill.engine.metrics import (
     accuracy,
     agreement,
     calibration_error,
+    class_accuracy,
     expected_calibration_error,
     macro_f1,
     predict,
+    reliability,
 )
 from potstill.model_io import call_model
 from potstill.positions import counted_mask
@@ -57,6 +59,8 @@ class Classification:
             "macro_f1": macro_f1(logits, targets),  # per-class F1, averaged: unbalanced classes count alike
             "teacher_agreement": agreement(logits, teacher["logits"]) if teacher is not None else None,
             "ece": expected_calibration_error(logits, targets, bins),
+            "class_acc": class_accuracy(logits, targets),  # per class index: the report's per-class chart
+            "reliability": reliability(*confidence_correct(logits, targets), bins),  # the reliability diagram
         }
 
 
@@ -114,8 +118,15 @@ class CausalLM:
             "teacher_agreement": float((prediction["argmax"] == teacher["argmax"]).float().mean())
             if teacher is not None else None,
             "ece": calibration_error(prediction["confidence"], prediction["correct"].float(), bins),
+            "reliability": reliability(prediction["confidence"], prediction["correct"], bins),
             "test_tokens": len(nll),
         }
+
+
+def confidence_correct(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each prediction's top softmax probability and whether it is right."""
+    confidence, predicted = logits.softmax(dim=1).max(dim=1)
+    return confidence, predicted == targets
 
 
 def perplexity(nll: torch.Tensor) -> float:
