@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from potstill.engine.progress import Reporter
+
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -58,3 +60,14 @@ def write_recipe(folder: Path, recipe: dict, name: str = "recipe.yaml") -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+class Recorder(Reporter):
+    """A quiet reporter that keeps its messages, for tests that check what a command said."""
+
+    def __init__(self) -> None:
+        super().__init__(quiet=True)
+        self.lines: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)

@@ -14,10 +14,9 @@ from potstill.compress import search
 from potstill.compress.pareto import front_of, nice_ticks, pareto_front, pareto_svg
 from potstill.compress.search_space import combinations, optuna_params, space_size, suggest
 from potstill.compress.search_trial import Hopeless, Watch, hopeless
-from potstill.engine.progress import Reporter
 from potstill.recipe import Recipe, SearchParamSpec, SearchPrunerSpec
 from potstill.startup import preflight
-from tests.conftest import write_recipe
+from tests.conftest import Recorder, write_recipe
 
 optuna = pytest.importorskip("optuna")
 
@@ -36,15 +35,6 @@ def digits_recipe(**search) -> dict:
                    "space": {"student.args.hidden": {"choices": [[8], [16], [8, 8]]},
                              "train.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}}} | search,
     }
-
-
-class Recorder(Reporter):
-    def __init__(self) -> None:
-        super().__init__(quiet=True)
-        self.lines: list[str] = []
-
-    def message(self, text: str) -> None:
-        self.lines.append(text)
 
 
 @pytest.fixture(scope="module")

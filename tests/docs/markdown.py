@@ -2,7 +2,7 @@
 
 A marker is an HTML comment on the line(s) right before a fence (invisible on GitHub):
 
-    <!-- docs-test: budget --set train.epochs=1 -->            appended to each potstill train/distill/generate/search/cache build
+    <!-- docs-test: budget --set train.epochs=1 -->            appended to each potstill train/distill/generate/search/sweep/cache build
     <!-- docs-test: budget benchmarks/kd_seeds.py --seeds 0 --> appended to each command running that script
     <!-- docs-test: setup fmnist_teacher -->                   named fixtures (tests/docs/test_snippets.py) first
     <!-- docs-test: commands 1 -->                            only the first N lines are commands; the rest is output

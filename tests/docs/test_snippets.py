@@ -56,7 +56,7 @@ WRAPPER = """#!{python}
 import os, shlex, sys
 args = sys.argv[1:]
 budget = shlex.split(os.environ.get("DOCS_TEST_BUDGET", ""))
-if (args[:1] in (["train"], ["distill"], ["generate"], ["search"]) and "--resume" not in args) or args[:2] == ["cache", "build"]:
+if (args[:1] in (["train"], ["distill"], ["generate"], ["search"], ["sweep"]) and "--resume" not in args) or args[:2] == ["cache", "build"]:
     args += budget
 os.execv({potstill!r}, [{potstill!r}, *args])
 """

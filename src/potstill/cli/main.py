@@ -12,6 +12,7 @@
     potstill cache   info DIR                    check a cache's checksums and describe it
     potstill generate RECIPE [--out DIR]         the teacher writes sequences for sequence-level KD (seq_kd)
     potstill search  RECIPE [--set k=v ...]      search students (KD objective, latency/size budget): Pareto front, best.yaml
+    potstill sweep   RECIPE --param KEY=1,2,4   one run per setting (grid, or Optuna TPE with pruning), chosen on validation
     potstill export  RUN [--int8]                ONNX (and int8) files of a run's models, checked and timed
 
 User errors print one line and exit 2; --debug shows the traceback. Results go to stdout (with
@@ -35,6 +36,7 @@ from potstill.cli.convert import cmd_convert
 from potstill.cli.generate import cmd_generate
 from potstill.cli import export as export_command
 from potstill.cli import search as search_command
+from potstill.cli import sweep as sweep_command
 from potstill.errors import PotstillError
 
 JSON_HELP = "print {file} to stdout, and nothing else there (the table and messages go to stderr), for scripts"
@@ -115,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     generating.set_defaults(handler=cmd_generate)
     export_command.add_parser(commands, common)
     search_command.add_parser(commands, common)
+    sweep_command.add_parser(commands, common)
     return main
 
 

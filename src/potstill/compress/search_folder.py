@@ -14,11 +14,11 @@ from potstill.recipe import Recipe
 GROWING = ("search.trials",)  # what may change when a search is continued
 
 
-def import_optuna():
+def import_optuna(command: str = "potstill search"):
     try:
         import optuna
     except ImportError:
-        raise PotstillError("potstill search needs Optuna, which is not installed: pip install -e '.[compress]'") from None
+        raise PotstillError(f"{command} needs Optuna, which is not installed: pip install -e '.[compress]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

@@ -13,7 +13,6 @@ objective only). Test accuracy is reported, never used to choose.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
@@ -29,15 +28,13 @@ from potstill.engine.checkpoint import atomic_write, guarded
 from potstill.engine.lock import hold, let_go
 from potstill.engine.loop import NonFiniteLoss
 from potstill.engine.progress import Reporter
-from potstill.engine.run import RunDir
 from potstill.errors import PotstillError
-from potstill.pipeline import Runner
+from potstill.experiments.shared import shared_base
 from potstill.recipe import Recipe
 from potstill.startup import open_workbench, preflight
 
 TRAINED = ("complete", "pruned_early", "failed")  # outcomes that count towards search.trials
 FREE_PROPOSALS_MAX = 100  # proposals in a row that train nothing (over budget, repeats) before the search stops
-TEACHER_RUN = "teacher_run"
 
 
 def search(recipe: str | Path | Recipe | None, overrides: list[str] | tuple[str, ...] = (), run_dir: str | Path | None = None,
@@ -242,33 +239,9 @@ class Search:
     def trial_base(self) -> dict[str, Any]:
         """The recipe every trial starts from: no baseline, one teacher (trained here once when the
         recipe gives no checkpoint), one teacher-output cache for all trials."""
-        base = json.loads(json.dumps(self.base))
+        base = shared_base(self.base, self.folder, self.bench, self.reporter, "search")
         base["distill"]["baseline"] = False
-        cache = base["distill"]["cache"]
-        cache["path"] = cache["path"] or str(self.folder / "teacher_cache")
-        if cache["enabled"] == "auto" and (self.recipe.data.hflip or self.recipe.data.crop_padding):
-            self.reporter.message("search: data augmentation with distill.cache.enabled auto: the teacher runs in every trial; "
-                                  "set distill.cache.enabled: true (with views > 1) to cache augmented views once")
-        if base["teacher"] is not None and base["teacher"]["checkpoint"] is None:
-            base["teacher"]["checkpoint"] = str(self.train_teacher())
         return base
-
-    def train_teacher(self) -> Path:
-        """The recipe's teacher, trained once in TEACHER_RUN (continued if a killed search left it half done)."""
-        run = RunDir(self.folder / TEACHER_RUN)
-        if (run.path / "summary.json").is_file():
-            return run.path
-        resume = (run.path / "recipe.yaml").is_file()
-        recipe = config.validate(self.base, Recipe, source="the search recipe")
-        run.create(resume=resume)
-        try:
-            if not resume:
-                atomic_write(run.path / "recipe.yaml", config.dump_yaml(config.to_dict(recipe)))
-            self.reporter.message(f"search: training the teacher once in {run.path}")
-            Runner(recipe, run, self.reporter, resume=resume, bench=self.bench).run_train()
-        finally:
-            run.close()
-        return run.path
 
     def records(self, study) -> list[dict[str, Any]]:
         state = self.optuna.trial.TrialState

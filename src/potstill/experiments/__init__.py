@@ -1,0 +1,2 @@
+"""Many runs of one recipe: hyperparameter sweeps (`potstill sweep`). Seeds (`--seeds`) live in
+cli/commands.py and report/seeds.py; architecture search in compress/."""
