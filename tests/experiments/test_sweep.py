@@ -164,16 +164,16 @@ def test_tpe_over_ranges_with_seeds(tmp_path):
     (["distill.loss=kd,dkd"], {"choices": ["kd", "dkd"]}),
 ])
 def test_param_texts(texts, expected):
-    (spec,) = parse_params(texts).values()
+    (spec,) = parse_params(texts)[0].values()
     for key, value in expected.items():
         assert getattr(spec, key) == value
 
 
 def test_grid_or_optuna_is_chosen_by_the_space():
-    space = parse_params(GRID)
+    space, _ = parse_params(GRID)
     assert plan(space, None, "auto", None).sampler == "grid" and plan(space, None, "auto", None).trials == 4
     assert plan(space, 3, "auto", None).sampler == "tpe"  # fewer trials than combinations: Optuna picks
-    assert plan(parse_params(["train.epochs=2:10:2"]), None, "auto", None).trials == 5
+    assert plan(parse_params(["train.epochs=2:10:2"])[0], None, "auto", None).trials == 5
     assert plan(space, None, "grid", None).prune is False  # a grid runs every combination to the end
 
 
@@ -189,9 +189,19 @@ def test_grid_or_optuna_is_chosen_by_the_space():
     (["--param", "distill.temperature=1,2", "--seeds", "0", "0"], "each seed once"),
     (["--param", "distill.temperature=1,2", "--trials", "0"], "positive number of trials"),
     (["--param", "distill.temperature=-1,2"], "distill.temperature"),
+    (["--param", "distill=@missing_methods.yaml"], "missing_methods.yaml"),
+    (["--param", "distill=@methods_empty.yaml"], "recipe file is empty"),
+    (["--param", "distill=@methods_twice.yaml"], "two names in"),
+    (["--param", "distill=@methods_bad.yaml"], "--param distill (tried as --set distill.loss=\"fitnet\" distill.temperature=4"),
+    (["--param", "distill.temperature=1,2", "--published", "published.yaml"], "no numbers for recipe 'tiny_sweep'"),
 ])
-def test_bad_sweeps_are_one_line_and_write_nothing(tmp_path, capsys, args, words):
+def test_bad_sweeps_are_one_line_and_write_nothing(tmp_path, capsys, monkeypatch, args, words):
     path = write_recipe(tmp_path, digits_recipe())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "methods_empty.yaml").write_text("")
+    (tmp_path / "methods_twice.yaml").write_text("kd: {loss: kd}\nkd_again: {loss: kd}\n")
+    (tmp_path / "methods_bad.yaml").write_text("fitnet: {loss: fitnet, temperature: 4}\n")
+    (tmp_path / "published.yaml").write_text("another_recipe: {kd: 70.0}\n")
     code = main(["sweep", str(path), *args, "--run-dir", str(tmp_path / "out"), "-q"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and words in error and len(error.splitlines()) == 1, error
@@ -225,3 +235,13 @@ def test_the_cli_prints_the_trials_table_and_json(grid, capsys):
 def test_plan_refuses_an_empty_space():
     with pytest.raises(PotstillError, match="at least one --param"):
         plan({}, None, "auto", None)
+
+
+def test_a_validation_share_that_holds_out_nothing_is_refused(tmp_path, capsys):
+    """Stratified by class, 0.001 of digits' training images rounds to no sample in any class: the
+    run would have nothing to choose on (it failed deep inside evaluation before)."""
+    path = write_recipe(tmp_path, {**digits_recipe(), "data": {"name": "digits", "val_fraction": 0.001}})
+    code = main(["distill", str(path), "--run-dir", str(tmp_path / "run"), "-q"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and "data.val_fraction 0.001 holds out no sample" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

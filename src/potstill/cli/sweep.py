@@ -11,8 +11,8 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from potstill.compress.search_space import words
 from potstill.engine.progress import Reporter
+from potstill.experiments.sweep_params import shown
 from potstill.report import result_console
 
 
@@ -32,6 +32,8 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
                      help="auto: grid when every combination fits in --trials, else Optuna TPE")
     sub.add_argument("--seeds", type=int, nargs="+", metavar="N", help="run every trial once per seed (mean ± std, "
                      "the objective is the mean)")
+    sub.add_argument("--published", metavar="FILE", help="YAML of published top-1 %% ({recipe name: {name: number}}) "
+                     "printed beside the trials of named choices (--param KEY=@FILE) and the reference run")
     sub.add_argument("--no-prune", dest="prune", action="store_false", help="never stop a hopeless trial early")
     sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a recipe key for every trial (repeatable)")
@@ -44,7 +46,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from potstill.experiments.sweep import sweep
 
     result = sweep(args.recipe, args.params, args.overrides, run_dir=args.run_dir, trials=args.trials, sampler=args.sampler,
-                   seeds=args.seeds, prune=args.prune, reporter=Reporter(quiet=args.quiet))
+                   seeds=args.seeds, prune=args.prune, published=args.published, reporter=Reporter(quiet=args.quiet))
     console = result_console(stderr=args.json)
     console.print(trials_table(result.payload))
     for line in result_lines(result):
@@ -60,11 +62,17 @@ def result_lines(result) -> list[str]:
     lines = [f"chosen on {payload['objective']['split']}"]
     reference = payload.get("reference")
     if reference and "baseline" in reference:
-        lines.append(f"reference (the recipe as written): distilled {pm(reference.get('student'), 100)}%, student alone "
-                     f"{pm(reference['baseline'], 100)}% (test top-1)")
+        lines.append(f"reference (the recipe as written): teacher {pm(reference.get('teacher'), 100)}%, distilled "
+                     f"{pm(reference.get('student'), 100)}%, student alone {pm(reference['baseline'], 100)}% (test top-1)")
+    published = payload.get("published")
+    if published:
+        known = ", ".join(f"{name} {value:.2f}%" for name, value in published.items() if name in ("teacher", "student alone"))
+        lines.append(f"published: {known or 'no teacher or student-alone numbers'} (the papers' setting and teachers, "
+                     "not this run's)")
     lines.append(f"sweep: {len(result.trials)} trial(s) in {result.folder}: sweep.json")
     if result.best is not None:
-        lines.append(f"best: trial {result.best['number']} ({words(result.best['values'])}) -> {result.best_recipe}; "
+        lines.append(f"best: trial {result.best['number']} ({shown(result.best['values'], result.best.get('names'))}) -> "
+                     f"{result.best_recipe}; "
                      f"train it with: potstill distill {result.best_recipe}")
     else:
         lines.append("best: none (no trial finished)")
@@ -87,15 +95,27 @@ def trials_table(payload: dict[str, Any]) -> Table:
     table = Table(title=f"sweep {payload['recipe']}: {payload['settings']['sampler']}, "
                         f"{'seeds ' + ' '.join(map(str, seeds)) if seeds else 'one seed'}; chosen on validation, "
                         "test reported (last epoch)")
-    for column in ("trial", "values", "outcome", "val top-1 %" if accuracy else "val ppl",
-                   "test top-1 %", "gain" if accuracy else "ppl change %", "seconds"):
+    published = payload.get("published")
+    columns = ["trial", "values", "outcome", "val top-1 %" if accuracy else "val ppl", "test top-1 %",
+               *(["published %"] if published else []), "gain" if accuracy else "ppl change %", "seconds"]
+    for column in columns:
         table.add_column(column, justify="left" if column in ("trial", "values", "outcome") else "right")
     sign = -1 if objective["direction"] == "maximize" else 1
     ordered = sorted(payload["trials"], key=lambda r: (0, sign * r["val"]["mean"]) if "val" in r else (1, r["number"]))
     for record in ordered:
         mark = " *" if record["number"] == payload["best"] else ""
         scale = 100 if accuracy else 1
-        table.add_row(f"{record['number']}{mark}", escape(words(record["values"] or {})), record["outcome"],
-                      pm(record.get("val"), scale), pm(record.get("test"), 100), pm(record.get("gain"), 1, 2),
-                      f"{record['seconds']:.0f}" if "seconds" in record else "-")
+        cells = [f"{record['number']}{mark}", escape(shown(record["values"] or {}, record.get("names"))), record["outcome"],
+                 pm(record.get("val"), scale), pm(record.get("test"), 100)]
+        if published:
+            cells.append(published_cell(record, published))
+        cells += [pm(record.get("gain"), 1, 2), f"{record['seconds']:.0f}" if "seconds" in record else "-"]
+        table.add_row(*cells)
     return table
+
+
+def published_cell(record: dict[str, Any], published: dict[str, float]) -> str:
+    """The published number of the trial's named choice (one named key), or '-'."""
+    names = [value for value in (record.get("names") or {}).values() if isinstance(value, str)]
+    found = [published[name] for name in names if name in published]
+    return f"{found[0]:.2f}" if len(found) == 1 else "-"

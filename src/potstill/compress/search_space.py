@@ -54,22 +54,34 @@ def as_override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"
 
 
-def check_space(recipe_data: dict[str, Any], space: dict[str, SearchParamSpec]) -> None:
+def merged_overrides(key: str, value: Any) -> list[str]:
+    """`--set` texts that merge a mapping into the recipe's section leaf by leaf (keys it does not
+    name keep the recipe's values); any other value replaces the key, as as_override."""
+    if not isinstance(value, dict) or not value:
+        return [as_override(key, value)]
+    return [text for name, entry in value.items() for text in merged_overrides(f"{key}.{name}", entry)]
+
+
+def check_space(recipe_data: dict[str, Any], space: dict[str, SearchParamSpec], where: str = "search.space",
+                overrides=lambda key, value: [as_override(key, value)]) -> None:
     """Refuse a fixed key, a key that is not a recipe key, or a value the recipe would refuse: each
-    value (a range's ends) is applied as --set would, validated, and its names checked (preflight)."""
+    value (a range's ends) is applied as `overrides` writes it (--set texts), validated, and its names
+    checked (preflight). `where`: how messages name the key's origin."""
     for key, spec in space.items():
         reason = fixed_reason(key)
         if reason is not None:
-            raise PotstillError(f"search.space.{key}: {reason}")
+            raise PotstillError(f"{where}.{key}: {reason}" if where == "search.space" else f"{where} {key}: {reason}")
         for value in checked_values(spec):
-            override = as_override(key, value)
-            data = config.apply_overrides(recipe_data, [override])
+            texts = overrides(key, value)
+            override = " ".join(texts)
+            data = config.apply_overrides(recipe_data, texts)
             data.pop("search", None)
-            recipe = config.validate(data, Recipe, source=f"search.space.{key} (tried as --set {override})")
+            source = f"{where}.{key}" if where == "search.space" else f"{where} {key}"
+            recipe = config.validate(data, Recipe, source=f"{source} (tried as --set {override})")
             try:
                 preflight(recipe, "distill")
             except PotstillError as error:
-                raise PotstillError(f"search.space.{key} (tried as --set {override}): {error}") from None
+                raise PotstillError(f"{source} (tried as --set {override}): {error}") from None
 
 
 def checked_values(spec: SearchParamSpec) -> list[Any]:

@@ -63,6 +63,9 @@ def make_splits(
     val = None
     if val_fraction > 0:
         keep, held = split_rows(train, val_fraction, seed=20_011 + seed)
+        if len(held) == 0:  # stratified: a share under half a sample per class rounds to nothing
+            raise PotstillError(f"data.val_fraction {val_fraction:g} holds out no sample of {name}'s {len(train)} training "
+                                f"samples (stratified by class); raise it, e.g. to {max(0.1, round(2 / max(len(train), 1), 3)):g}")
         train, val = train.subset(keep), train.subset(held)
         notes.append(f"{len(val)} training samples held out for validation (stratified, split seed {seed})")
     if train_size is not None:

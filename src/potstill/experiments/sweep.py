@@ -18,22 +18,22 @@ the reference run (the recipe as written), and every trial's gain is measured ag
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from potstill import config
 from potstill.compress.search_folder import import_optuna
 from potstill.compress.search_space import (
-    as_override,
     check_space,
     combinations,
+    merged_overrides,
     optuna_params,
     space_size,
     suggest,
-    words,
 )
 from potstill.compress.search_trial import Hopeless
+from potstill.config.files import load_yaml_file
 from potstill.engine.checkpoint import atomic_write, guarded
 from potstill.engine.lock import hold, let_go
 from potstill.engine.loop import NonFiniteLoss
@@ -41,13 +41,13 @@ from potstill.engine.progress import Reporter
 from potstill.errors import PotstillError
 from potstill.experiments.shared import shared_base
 from potstill.experiments.sweep_output import SweepResult, check_folder, trial_record, write_outputs
-from potstill.experiments.sweep_params import describe, parse_params
+from potstill.experiments.sweep_params import describe, named, parse_params, shown
 from potstill.experiments.sweep_runs import final_row, gain, held_out, run_seeds, seed_folders
 from potstill.recipe import Recipe, SearchParamSpec
 from potstill.startup import open_workbench
 
 DEFAULT_VAL_FRACTION = 0.1
-SHARED_BASELINE_PREFIXES = ("distill.", "scheme.", "scheme")  # keys that leave the student alone unchanged
+SHARED_BASELINE_KEYS = ("distill", "scheme")  # keys (and their sub-keys) that leave the student alone unchanged
 ENDED = ("complete", "pruned", "failed")  # outcomes that count towards --trials
 
 
@@ -60,23 +60,45 @@ class SweepSettings:
     sampler: str  # grid | tpe | random
     seeds: list[int] | None
     prune: bool
+    names: dict[str, dict[str, str]] = field(default_factory=dict)  # named choices (--param KEY=@FILE)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"params": describe(self.space), "trials": self.trials, "sampler": self.sampler, "seeds": self.seeds,
-                "prune": self.prune}
+        return {"params": describe(self.space, self.names), "trials": self.trials, "sampler": self.sampler,
+                "seeds": self.seeds, "prune": self.prune}
+
+    def shown(self, values: dict[str, Any]) -> str:
+        """The values as `key=value` words, named choices by their names."""
+        return shown(values, {key: name for key, name in named(values, self.names).items() if key in self.names})
 
 
 def sweep(recipe: str | Path | Recipe, params: list[str], overrides: list[str] | tuple[str, ...] = (),
           run_dir: str | Path | None = None, trials: int | None = None, sampler: str = "auto",
-          seeds: list[int] | None = None, prune: bool = True, reporter: Reporter | None = None) -> SweepResult:
+          seeds: list[int] | None = None, prune: bool = True, published: str | Path | None = None,
+          reporter: Reporter | None = None) -> SweepResult:
     """Run (or continue) a sweep of `recipe` over `params` (--param texts) in `run_dir`
-    (default output_dir/<name>_sweep)."""
+    (default output_dir/<name>_sweep). `published`: a YAML file of published top-1 numbers
+    ({recipe name: {name: %}}) shown beside the trials of the named choices."""
     optuna = import_optuna("potstill sweep")
     reporter = reporter or Reporter()
     loaded = load_recipe(recipe, overrides)
-    settings = plan(parse_params(params), trials, sampler, seeds, prune)
+    space, names = parse_params(params)
+    settings = plan(space, trials, sampler, seeds, prune)
+    settings.names = names
+    numbers = published_numbers(published, loaded.name) if published is not None else None
     folder = Path(run_dir or Path(loaded.output_dir) / f"{loaded.name}_sweep")
-    return Sweep(optuna, loaded, settings, folder, reporter).run()
+    return Sweep(optuna, loaded, settings, folder, reporter, numbers).run()
+
+
+def published_numbers(path: str | Path, name: str) -> dict[str, float]:
+    """The published top-1 (%) of recipe `name` from `path` ({recipe name: {label: number}})."""
+    table = load_yaml_file(path)
+    if name not in table:
+        raise PotstillError(f"--published {path}: no numbers for recipe {name!r}; it holds {', '.join(sorted(table))}")
+    numbers = table[name]
+    if not isinstance(numbers, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                for v in numbers.values()):
+        raise PotstillError(f"--published {path}: {name} must map names to top-1 percentages, e.g. kd: 73.33")
+    return {str(key): float(value) for key, value in numbers.items()}
 
 
 def load_recipe(recipe: str | Path | Recipe, overrides) -> Recipe:
@@ -114,8 +136,10 @@ def plan(space: dict[str, SearchParamSpec], trials: int | None, sampler: str, se
 
 
 class Sweep:
-    def __init__(self, optuna, recipe: Recipe, settings: SweepSettings, folder: Path, reporter: Reporter) -> None:
+    def __init__(self, optuna, recipe: Recipe, settings: SweepSettings, folder: Path, reporter: Reporter,
+                 published: dict[str, float] | None = None) -> None:
         self.optuna, self.settings, self.folder, self.reporter = optuna, settings, folder, reporter
+        self.published = published
         data = config.to_dict(recipe)
         data.pop("search", None)
         if recipe.data.val_fraction <= 0:
@@ -123,10 +147,11 @@ class Sweep:
             reporter.message(f"sweep: data.val_fraction is 0, so the sweep carves {DEFAULT_VAL_FRACTION:g} of the training "
                              f"data as its validation split (--set data.val_fraction=... to choose another share)")
         self.recipe = config.validate(data, Recipe, source="the recipe")
-        check_space(data, settings.space)  # not a recipe key, a fixed key or a refused value: the validator's message
+        # not a recipe key, a fixed key or a refused value: the validator's message
+        check_space(data, settings.space, where="--param", overrides=merged_overrides)
         self.data = data
         self.shared_baseline = self.recipe.distill.baseline and all(
-            key.startswith(SHARED_BASELINE_PREFIXES) and key != "distill.baseline" for key in settings.space)
+            key.split(".")[0] in SHARED_BASELINE_KEYS and key != "distill.baseline" for key in settings.space)
 
     def run(self) -> SweepResult:
         continuing = check_folder(self.folder, self.recipe, self.settings)
@@ -138,7 +163,8 @@ class Sweep:
             if not continuing:  # recipe.yaml and sweep.json first: a sweep killed from here on continues
                 text = config.dump_yaml(config.to_dict(self.recipe))
                 guarded(lambda: atomic_write(self.folder / "recipe.yaml", text), self.folder / "recipe.yaml")
-                write_outputs(self.folder, self.recipe, self.settings, [], None, None, self.measure, self.direction, False)
+                write_outputs(self.folder, self.recipe, self.settings, [], None, None, self.measure, self.direction, False,
+                              self.published)
             self.base = shared_base(self.data, self.folder, bench, self.reporter, "sweep")
             self.reference = self.run_reference()
             study = self.open_study()
@@ -161,13 +187,13 @@ class Sweep:
 
     def trial_recipe(self, values: dict[str, Any], number: int) -> Recipe:
         """`number`: the trial's first number (a continued trial keeps its folder and recipe)."""
-        data = config.apply_overrides(self.base, [as_override(key, value) for key, value in values.items()])
+        data = config.apply_overrides(self.base, [text for key, value in values.items() for text in merged_overrides(key, value)])
         data["name"] = f"{self.recipe.name}_trial_{number}"
         if self.shared_baseline:
             data["distill"]["baseline"] = False  # measured once, in the reference run
         if self.reference is not None or number > 0:
             data["distill"]["teacher_check"] = "off"  # one teacher: checked in the first run only
-        return config.validate(data, Recipe, source=f"trial {number} ({words(values)})")
+        return config.validate(data, Recipe, source=f"trial {number} ({self.settings.shown(values)})")
 
     # ---- the study ------------------------------------------------------------------------------
 
@@ -226,7 +252,7 @@ class Sweep:
         folder_name = trial.user_attrs.get("folder") or f"trials/trial_{trial.number:04d}"
         trial.set_user_attr("folder", folder_name)
         recipe = self.trial_recipe(values, trial.user_attrs.get("origin", trial.number))
-        self.reporter.message(f"trial {trial.number}: {words(values)}: {self.folder / folder_name}")
+        self.reporter.message(f"trial {trial.number}: {self.settings.shown(values)}: {self.folder / folder_name}")
         start = time.perf_counter()
         try:
             summaries = run_seeds(recipe, self.folder / folder_name, self.settings.seeds, self.bench, self.reporter,
@@ -269,8 +295,11 @@ class Sweep:
 
     def write(self, study, final: bool = False) -> SweepResult:
         records = [trial_record(t) for t in study.get_trials(deepcopy=False) if t.state.name != "WAITING"]
+        for record in records:
+            if self.settings.names and record["values"] is not None:
+                record["names"] = named(record["values"], self.settings.names)
         return write_outputs(self.folder, self.recipe, self.settings, records, self.base, self.reference,
-                             self.measure, self.direction, final)
+                             self.measure, self.direction, final, self.published)
 
 
 class Watch:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from potstill import config
-from potstill.compress.search_space import as_override
+from potstill.compress.search_space import merged_overrides
 from potstill.engine.checkpoint import atomic_write, guarded
 from potstill.engine.lock import LOCK_NAME
 from potstill.engine.stamp import recipe_changes
@@ -82,7 +82,8 @@ def reference_record(summaries: list[dict[str, Any]] | None) -> dict[str, Any] |
 
 
 def write_outputs(folder: Path, recipe: Recipe, settings, records: list[dict[str, Any]], base: dict[str, Any] | None,
-                  reference: list[dict[str, Any]] | None, measure: str, direction: str, final: bool) -> SweepResult:
+                  reference: list[dict[str, Any]] | None, measure: str, direction: str, final: bool,
+                  published: dict[str, float] | None = None) -> SweepResult:
     complete = [r for r in records if r["outcome"] == "complete" and "val" in r]
     sign = -1 if direction == "maximize" else 1
     ranked = sorted(complete, key=lambda r: (sign * r["val"]["mean"], r["number"]))
@@ -101,6 +102,7 @@ def write_outputs(folder: Path, recipe: Recipe, settings, records: list[dict[str
         },
         "accuracy_note": "last epoch's model (no checkpoint selection); mean ± sample std over seeds",
         "reference": reference_record(reference),
+        "published": published,  # top-1 % from the papers, by name (--published), shown beside ours
         "best": best["number"] if best else None,
         "best_recipe": best_file.name if best_file else None,
         "trials": records,
@@ -113,15 +115,16 @@ def write_outputs(folder: Path, recipe: Recipe, settings, records: list[dict[str
 
 def best_recipe_text(best: dict[str, Any], path: Path, recipe: Recipe, base: dict[str, Any]) -> str:
     """The chosen trial's whole recipe, with the recipe's own baseline and teacher check."""
-    data = config.apply_overrides(base, [as_override(key, value) for key, value in best["values"].items()])
+    data = config.apply_overrides(base, [text for key, value in best["values"].items() for text in merged_overrides(key, value)])
     data["name"] = f"{recipe.name}_best"
     data["distill"]["baseline"] = recipe.distill.baseline
     data["distill"]["teacher_check"] = recipe.distill.teacher_check
     plain = config.to_dict(config.validate(data, Recipe, source=str(path)))
     plain.pop("search", None)
     mean = best["val"]["mean"]
+    shown = best.get("names") or best["values"]
     head = (f"# The best trial of `potstill sweep` in {path.parent} (trial {best['number']}: "
-            f"{' '.join(f'{k}={json.dumps(v)}' for k, v in best['values'].items())};\n"
+            f"{' '.join(f'{k}={json.dumps(v)}' for k, v in shown.items())};\n"
             f"# validation mean {mean:.4f} over {len(best['val']['values'])} seed(s)). Train it with: potstill distill {path}\n")
     return head + config.dump_yaml(plain)
 

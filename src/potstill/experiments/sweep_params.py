@@ -5,6 +5,8 @@
     --param train.lr=1e-4:1e-2:log               a range on a log scale
     --param train.epochs=2:10:2                  a range with a step (enumerable, so a grid can take it)
     --param student.args.hidden=[64],[128, 64]   lists as choices: commas inside brackets stay in the value
+    --param distill=@recipes/cifar100/methods.yaml   named choices: a YAML file mapping each name to a value
+                                                 (here whole distill sections: one per method)
 
 Each key becomes a SearchParamSpec (the same type a recipe's `search.space` holds), so the sweep and
 `potstill search` share the drawing (Optuna), the grid enumeration and the key checks.
@@ -12,27 +14,37 @@ Each key becomes a SearchParamSpec (the same type a recipe's `search.space` hold
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
 
+from potstill.compress.search_space import short
+from potstill.config.files import load_yaml_file
 from potstill.config.safe_yaml import parse_yaml
 from potstill.errors import PotstillError
 from potstill.recipe import SearchParamSpec
 
 
-def parse_params(texts: list[str]) -> dict[str, SearchParamSpec]:
-    """{key: spec} in the order given; a key twice, an empty list or a bad range is refused."""
+def parse_params(texts: list[str]) -> tuple[dict[str, SearchParamSpec], dict[str, dict[str, str]]]:
+    """({key: spec} in the order given, {key: {value's JSON: name}} for named choices); a key twice,
+    an empty list or a bad range is refused."""
     space: dict[str, SearchParamSpec] = {}
+    names: dict[str, dict[str, str]] = {}
     for text in texts:
-        key, spec = parse_param(text)
+        key, body = split_key(text)
         if key in space:
             raise PotstillError(f"--param {text}: {key} is given twice; give each key once, with all its values")
-        space[key] = spec
-    return space
+        if body.startswith("@"):
+            presets = read_presets(text, body[1:])
+            space[key] = SearchParamSpec(choices=list(presets.values()))
+            names[key] = {value_key(value): name for name, value in presets.items()}
+        else:
+            space[key] = parse_param(text)[1]
+    return space, names
 
 
-def parse_param(text: str) -> tuple[str, SearchParamSpec]:
+def split_key(text: str) -> tuple[str, str]:
     key, sep, body = text.partition("=")
     key, body = key.strip(), body.strip()
     if not sep or not key:
@@ -40,6 +52,41 @@ def parse_param(text: str) -> tuple[str, SearchParamSpec]:
                             "--param distill.alpha=0.1:0.9")
     if not body:
         raise PotstillError(f"--param {text}: the value list is empty; give values (1,2,4) or a range (low:high)")
+    return key, body
+
+
+def read_presets(text: str, path: str) -> dict[str, Any]:
+    """A YAML file mapping names to values (named choices), read with the recipe reader."""
+    try:
+        presets = load_yaml_file(path)
+    except PotstillError as error:
+        raise PotstillError(f"--param {text}: {error}") from None
+    if not presets:
+        raise PotstillError(f"--param {text}: {path} names no values; map each name to a value, e.g. kd: {{loss: kd}}")
+    if len({value_key(value) for value in presets.values()}) != len(presets):
+        raise PotstillError(f"--param {text}: two names in {path} hold the same value; give each value once")
+    return presets
+
+
+def value_key(value: Any) -> str:
+    """A value's identity for naming it: JSON with sorted keys."""
+    return json.dumps(value, sort_keys=True)
+
+
+def shown(values: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """`key=value` words for tables and messages; `names`: {key: name} of named choices, shown bare."""
+    names = names or {}
+    return " ".join(f"{key}={names[key]}" if isinstance(names.get(key), str) else f"{key}={short(value)}"
+                    for key, value in values.items())
+
+
+def named(values: dict[str, Any], names: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The values with named choices replaced by their names, for tables and messages."""
+    return {key: names[key].get(value_key(value), value) if key in names else value for key, value in values.items()}
+
+
+def parse_param(text: str) -> tuple[str, SearchParamSpec]:
+    key, body = split_key(text)
     if is_range(body):
         spec = range_spec(text, body)
     else:
@@ -94,7 +141,8 @@ def value_of(text: str, part: str) -> Any:
     try:
         return parse_yaml(part.strip())
     except yaml.YAMLError as error:
-        raise PotstillError(f"--param {text}: cannot read the value {part.strip()!r} ({error})") from None
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise PotstillError(f"--param {text}: cannot read the value {part.strip()!r} ({first})") from None
 
 
 def split_top_level(body: str) -> list[str]:
@@ -114,11 +162,13 @@ def split_top_level(body: str) -> list[str]:
     return parts
 
 
-def describe(space: dict[str, SearchParamSpec]) -> dict[str, str]:
+def describe(space: dict[str, SearchParamSpec], names: dict[str, dict[str, str]] | None = None) -> dict[str, str]:
     """Each key's values as a short text, for sweep.json and the table's title."""
     words = {}
     for key, spec in space.items():
-        if spec.choices is not None:
+        if names and key in names:
+            words[key] = ", ".join(names[key].values())
+        elif spec.choices is not None:
             words[key] = ", ".join(str(choice) for choice in spec.choices)
         else:
             tail = " (log)" if spec.log else (f" step {spec.step}" if spec.step is not None else "")
