@@ -245,3 +245,17 @@ def test_a_validation_share_that_holds_out_nothing_is_refused(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert code == 2 and "data.val_fraction 0.001 holds out no sample" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_the_choice_is_called_a_tie_within_validation_noise():
+    """Two binomial standard errors at the best's accuracy: on 100 validation samples at 90%, one
+    standard error is 3 points; a 2-point lead is a tie, a 7-point lead is clear."""
+    from potstill.experiments.sweep_output import selection
+
+    def trial(mean):
+        return {"val": {"mean": mean}}
+
+    tie = selection([trial(0.90), trial(0.88)], 100)
+    assert tie["standard_error_points"] == pytest.approx(3.0) and tie["verdict"].startswith("a tie")
+    assert selection([trial(0.90), trial(0.83)], 100)["verdict"].startswith("clear")
+    assert selection([trial(0.90)], 100) is None and selection([trial(0.9), trial(0.8)], None) is None

@@ -69,6 +69,8 @@ def result_lines(result) -> list[str]:
         known = ", ".join(f"{name} {value:.2f}%" for name, value in published.items() if name in ("teacher", "student alone"))
         lines.append(f"published: {known or 'no teacher or student-alone numbers'} (the papers' setting and teachers, "
                      "not this run's)")
+    if payload.get("selection"):
+        lines.append(f"choice: {payload['selection']['verdict']}")
     lines.append(f"sweep: {len(result.trials)} trial(s) in {result.folder}: sweep.json")
     if result.best is not None:
         lines.append(f"best: trial {result.best['number']} ({shown(result.best['values'], result.best.get('names'))}) -> "

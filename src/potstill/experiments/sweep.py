@@ -299,7 +299,12 @@ class Sweep:
             if self.settings.names and record["values"] is not None:
                 record["names"] = named(record["values"], self.settings.names)
         return write_outputs(self.folder, self.recipe, self.settings, records, self.base, self.reference,
-                             self.measure, self.direction, final, self.published)
+                             self.measure, self.direction, final, self.published, self.val_size())
+
+    def val_size(self) -> int | None:
+        """Validation samples (tokens' windows for a language model): the noise of the choice."""
+        val = self.bench.splits.val
+        return len(val) if val is not None else None
 
 
 class Watch:

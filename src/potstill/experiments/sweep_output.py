@@ -5,6 +5,7 @@ check that a folder given again holds the same sweep."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,7 @@ def trial_record(trial) -> dict[str, Any]:
     attrs = trial.user_attrs
     state = trial.state.name.lower()
     outcome = attrs.get("outcome") or {"fail": "interrupted", "running": "running"}.get(state, state)
-    record = {"number": trial.number, "outcome": outcome, "values": attrs.get("values")}
+    record = {"number": trial.number, "outcome": outcome, "state": state, "values": attrs.get("values")}
     for key in ("folder", "seconds", "reason", "retry_of", "repeat_of"):
         if key in attrs:
             record[key] = attrs[key]
@@ -83,7 +84,7 @@ def reference_record(summaries: list[dict[str, Any]] | None) -> dict[str, Any] |
 
 def write_outputs(folder: Path, recipe: Recipe, settings, records: list[dict[str, Any]], base: dict[str, Any] | None,
                   reference: list[dict[str, Any]] | None, measure: str, direction: str, final: bool,
-                  published: dict[str, float] | None = None) -> SweepResult:
+                  published: dict[str, float] | None = None, val_size: int | None = None) -> SweepResult:
     complete = [r for r in records if r["outcome"] == "complete" and "val" in r]
     sign = -1 if direction == "maximize" else 1
     ranked = sorted(complete, key=lambda r: (sign * r["val"]["mean"], r["number"]))
@@ -104,6 +105,7 @@ def write_outputs(folder: Path, recipe: Recipe, settings, records: list[dict[str
         "reference": reference_record(reference),
         "published": published,  # top-1 % from the papers, by name (--published), shown beside ours
         "best": best["number"] if best else None,
+        "selection": selection(ranked, val_size) if measure == "val_acc" else None,
         "best_recipe": best_file.name if best_file else None,
         "trials": records,
     }
@@ -111,6 +113,25 @@ def write_outputs(folder: Path, recipe: Recipe, settings, records: list[dict[str
     if best_file is not None:
         write(best_file, best_recipe_text(best, best_file, recipe, base))
     return SweepResult(folder, records, best, best_file, payload)
+
+
+def selection(ranked: list[dict[str, Any]], val_size: int | None) -> dict[str, Any] | None:
+    """Is the best trial's lead over the runner-up larger than the noise of a top-1 measured on
+    `val_size` samples? Two binomial standard errors, sqrt(p (1 - p) / n), at the best's accuracy."""
+    if len(ranked) < 2 or not val_size:
+        return None
+    best, second = ranked[0]["val"]["mean"], ranked[1]["val"]["mean"]
+    lead = best - second
+    error = math.sqrt(max(best * (1 - best), 1 / val_size) / val_size)
+    result = {"lead_points": 100 * lead, "standard_error_points": 100 * error, "val_samples": val_size}
+    if lead > 2 * error:
+        result["verdict"] = (f"clear: the best trial leads the next by {100 * lead:.2f} points, more than 2 standard errors "
+                             f"({100 * error:.2f}) of a top-1 on {val_size} validation samples")
+    else:
+        result["verdict"] = (f"a tie: the best trial leads the next by {100 * lead:.2f} points, within 2 standard errors "
+                             f"({100 * error:.2f}) of a top-1 on {val_size} validation samples; a larger data.val_fraction "
+                             "or more seeds would tell them apart")
+    return result
 
 
 def best_recipe_text(best: dict[str, Any], path: Path, recipe: Recipe, base: dict[str, Any]) -> str:
