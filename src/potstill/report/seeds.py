@@ -14,7 +14,8 @@ from typing import Any
 
 MEASURES = ("test_acc", "test_ppl", "test_bpb", "teacher_agreement", "ece", "val_acc")
 # the paired gain of each seed's summary, and which direction is better
-GAINS = {"distillation_gain_points": ("top-1 points", 1), "perplexity_change_pct": ("perplexity change %", -1)}
+# (a language model's summary has both: perplexity decides, as in its summary)
+GAINS = {"perplexity_change_pct": ("perplexity change %", -1), "distillation_gain_points": ("top-1 points", 1)}
 NOISE_FACTOR = 2.0  # a mean gain beyond 2 standard errors of the paired gains is called more than seed noise
 
 
@@ -56,11 +57,11 @@ def paired_gain(gains: list[float], unit: str, better: int) -> dict[str, Any]:
     gain["standard_error"] = error
     helped = better * gain["mean"] > 0
     if abs(gain["mean"]) > NOISE_FACTOR * error:
-        gain["verdict"] = (f"distillation {'helped' if helped else 'hurt'} beyond seed noise: mean {gain['mean']:+.2f} {unit}, "
-                           f"more than {NOISE_FACTOR:g} standard errors ({error:.2f}) from zero")
+        gain["verdict"] = (f"distillation {'helped' if helped else 'hurt'} beyond seed noise: mean {gain['mean']:+.3f} {unit}, "
+                           f"more than {NOISE_FACTOR:g} standard errors ({NOISE_FACTOR * error:.3f}) from zero")
     else:
-        gain["verdict"] = (f"within seed noise: mean {gain['mean']:+.2f} {unit} is less than {NOISE_FACTOR:g} standard errors "
-                           f"({error:.2f}) from zero; more seeds would tell")
+        gain["verdict"] = (f"within seed noise: mean {gain['mean']:+.3f} {unit} is no more than {NOISE_FACTOR:g} standard errors "
+                           f"({NOISE_FACTOR * error:.3f}) from zero; more seeds would tell")
     return gain
 
 
