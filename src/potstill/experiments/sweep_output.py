@@ -126,10 +126,10 @@ def selection(ranked: list[dict[str, Any]], val_size: int | None) -> dict[str, A
     result = {"lead_points": 100 * lead, "standard_error_points": 100 * error, "val_samples": val_size}
     if lead > 2 * error:
         result["verdict"] = (f"clear: the best trial leads the next by {100 * lead:.2f} points, more than 2 standard errors "
-                             f"({100 * error:.2f}) of a top-1 on {val_size} validation samples")
+                             f"({200 * error:.2f}) of a top-1 on {val_size} validation samples")
     else:
         result["verdict"] = (f"a tie: the best trial leads the next by {100 * lead:.2f} points, within 2 standard errors "
-                             f"({100 * error:.2f}) of a top-1 on {val_size} validation samples; a larger data.val_fraction "
+                             f"({200 * error:.2f}) of a top-1 on {val_size} validation samples; a larger data.val_fraction "
                              "or more seeds would tell them apart")
     return result
 
