@@ -42,6 +42,7 @@ from potstill.schedules import WeightSchedule
 from potstill.schemes import OfflineDistillation, Preparation, create_scheme
 from potstill.startup import build_model, open_workbench
 from potstill.teacher_check import check_lm_teacher, check_teacher, unigram_perplexity
+from potstill.tracking import tracking
 from potstill.workbench import Workbench, check_same_vocabulary
 
 
@@ -173,8 +174,9 @@ class Runner(CacheSteps):
     def run_train(self) -> dict[str, Any]:
         """Phase 1 only: pre-train the teacher."""
         self.write_description()
-        teacher = self.teacher()
-        return self.finish([("teacher", teacher)])
+        with tracking(self.recipe, self.run, self.reporter, self.callbacks) as tracker:  # TensorBoard, MLflow
+            teacher = self.teacher()
+            return tracker.finished(self.finish([("teacher", teacher)]))
 
     def run_distill(self, teacher: nn.Module | None = None, student: nn.Module | None = None) -> dict[str, Any]:
         """Phases 1-3 as the recipe's scheme arranges them; `teacher`/`student` given from Python
@@ -182,8 +184,9 @@ class Runner(CacheSteps):
         self.write_description()
         scheme = create_scheme(self.recipe.scheme.name, self.recipe.scheme.args)
         scheme.check(self.recipe, self.terms(), given_teacher=teacher is not None)  # fail on a bad loss or combination before any training
-        models = scheme.run(self, teacher, student)
-        return self.finish(models, final=scheme.final_role, annotate=scheme.annotate)
+        with tracking(self.recipe, self.run, self.reporter, self.callbacks) as tracker:  # TensorBoard, MLflow
+            models = scheme.run(self, teacher, student)
+            return tracker.finished(self.finish(models, final=scheme.final_role, annotate=scheme.annotate))
 
     def terms(self) -> list[WeightedTerm]:
         """Fresh loss modules for one transfer: each stage's adapters train and are saved on their own."""

@@ -14,6 +14,7 @@ from potstill.recipe_fields import (  # noqa: F401 - re-exported: the schema's b
     REQUIRED, SEED_MAX, EPOCHS_MAX, BATCH_MAX, LR_MAX, WEIGHT_DECAY_MAX, LOSS_WEIGHT_MAX, TEMPERATURE_MAX, CROP_PADDING_MAX, ECE_BINS_MAX, LATENCY_BATCH_MAX, LATENCY_REPEATS_MAX, name_problem, option,
 )
 from potstill.recipe_search import SearchBudgetSpec, SearchParamSpec, SearchPrunerSpec, SearchSpec  # noqa: F401
+from potstill.recipe_logging import LoggingSpec, MlflowSpec  # noqa: F401
 
 
 @dataclass
@@ -332,6 +333,10 @@ class Recipe:
     report: ReportSpec = option(help="what the summary measures", factory=ReportSpec)
     engine: EngineSpec = option(help="speed settings; none changes what is computed beyond floating-point rounding", factory=EngineSpec)
     search: Optional[SearchSpec] = option(None, "`potstill search` only: the student search space, budget and trials; ignored by train and distill")
+    logging: Optional[LoggingSpec] = option(
+        None, "copies of every epoch's metrics in TensorBoard and MLflow, beside metrics.jsonl (docs/tracking.md); "
+        "null = metrics.jsonl only"
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.scheme, str):  # the shorthand `scheme: online`

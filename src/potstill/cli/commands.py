@@ -36,6 +36,7 @@ from potstill.compress.onnx_file import require
 from potstill.schemes import SCHEMES, create_scheme
 from potstill.startup import check_before_writing, open_workbench, preflight
 from potstill.taps import dry_run, embedding_tap, stage_taps
+from potstill.tracking import check_tracking
 
 
 def resolve_recipe(args: argparse.Namespace) -> tuple[Recipe, RunDir]:
@@ -76,6 +77,7 @@ def start(args: argparse.Namespace) -> tuple[Runner | None, Reporter]:
     preflight(recipe, args.command)  # bad names and arguments fail before anything is written
     bench = open_workbench(recipe)  # so do missing or damaged data files
     check_before_writing(recipe, bench)  # so do models too large and teacher files that do not load
+    check_tracking(recipe.logging, recipe.name, reach=not resume)  # so do missing tracking packages and a wrong MLflow URI
     run.create(resume=resume)
     args.run_path = run.path  # for the message if the run is interrupted
     if not resume:

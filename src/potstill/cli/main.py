@@ -14,6 +14,8 @@
     potstill search  RECIPE [--set k=v ...]      search students (KD objective, latency/size budget): Pareto front, best.yaml
     potstill sweep   RECIPE --param KEY=1,2,4   one run per setting (grid, or Optuna TPE with pruning), chosen on validation
     potstill export  RUN [--int8]                ONNX (and int8) files of a run's models, checked and timed
+    potstill metrics RUN [--csv FILE]            a run's per-epoch metrics as CSV (any run folder, finished or not)
+    potstill compare FOLDER ... [--json|--csv F] runs, seeds folders and sweeps in one table; the settings that differ
 
 User errors print one line and exit 2; --debug shows the traceback. Results go to stdout (with
 --json only summary.json), progress and messages to stderr.
@@ -34,7 +36,9 @@ from potstill import __version__
 from potstill.cli.commands import cmd_cache, cmd_distill, cmd_eval, cmd_list, cmd_train
 from potstill.cli.convert import cmd_convert
 from potstill.cli.generate import cmd_generate
+from potstill.cli import compare as compare_command
 from potstill.cli import export as export_command
+from potstill.cli import metrics as metrics_command
 from potstill.cli import search as search_command
 from potstill.cli import sweep as sweep_command
 from potstill.errors import PotstillError
@@ -117,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     generating.set_defaults(handler=cmd_generate)
     export_command.add_parser(commands, common)
     search_command.add_parser(commands, common)
+    metrics_command.add_parser(commands, common)
+    compare_command.add_parser(commands, common)
     sweep_command.add_parser(commands, common)
     return main
 
