@@ -5,6 +5,7 @@ as one line with exit 2."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -259,3 +260,34 @@ def test_the_choice_is_called_a_tie_within_validation_noise():
     assert tie["standard_error_points"] == pytest.approx(3.0) and tie["verdict"].startswith("a tie")
     assert selection([trial(0.90), trial(0.83)], 100)["verdict"].startswith("clear")
     assert selection([trial(0.90)], 100) is None and selection([trial(0.9), trial(0.8)], None) is None
+
+
+def test_a_language_model_sweep_shows_perplexity():
+    """Rows with test_ppl: the reference keeps perplexity per role, the table's columns are val ppl and
+    test ppl (lower first), not top-1."""
+    from rich.console import Console
+
+    from potstill.cli.sweep import result_lines, trials_table
+    from potstill.experiments.sweep_output import SweepResult, reference_record
+
+    def summary(ppl_alone, ppl_student):
+        return {"models": [{"role": "baseline", "test_acc": 0.1, "test_ppl": ppl_alone},
+                           {"role": "student", "test_acc": 0.1, "test_ppl": ppl_student}]}
+
+    reference = reference_record([summary(100.0, 90.0), summary(110.0, 96.0)])
+    assert reference["baseline_ppl"]["mean"] == pytest.approx(105.0) and reference["student_ppl"]["values"] == [90.0, 96.0]
+    payload = {"recipe": "lm", "settings": {"seeds": None, "sampler": "grid"}, "published": None, "best": 1,
+               "objective": {"measure": "val_ppl", "direction": "minimize", "split": "validation"}, "reference": reference,
+               "selection": None,
+               "trials": [{"number": 0, "values": {"distill.loss": "reverse_kl"}, "outcome": "complete",
+                           "val": {"mean": 120.0, "std": None}, "test_ppl": {"mean": 118.0, "std": None}},
+                          {"number": 1, "values": {"distill.loss": "forward_kl"}, "outcome": "complete",
+                           "val": {"mean": 95.0, "std": None}, "test_ppl": {"mean": 93.5, "std": None}}]}
+    console = Console(width=200, record=True)
+    console.print(trials_table(payload))
+    text = console.export_text()
+    assert "val ppl" in text and "test ppl" in text and "top-1" not in text
+    assert text.index("forward_kl") < text.index("reverse_kl") and "93.50" in text  # lower perplexity first
+    lines = result_lines(SweepResult(Path("sweep"), payload["trials"], payload["trials"][1], None, payload))
+    reference_line = next(line for line in lines if line.startswith("reference"))
+    assert "test perplexity" in reference_line and "distilled 93.00 ± 4.24, student alone 105.00 ± 7.07" in reference_line

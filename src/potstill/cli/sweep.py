@@ -61,7 +61,10 @@ def result_lines(result) -> list[str]:
     payload = result.payload
     lines = [f"chosen on {payload['objective']['split']}"]
     reference = payload.get("reference")
-    if reference and "baseline" in reference:
+    if reference and "baseline_ppl" in reference:
+        lines.append(f"reference (the recipe as written): test perplexity teacher {pm(reference.get('teacher_ppl'))}, distilled "
+                     f"{pm(reference.get('student_ppl'))}, student alone {pm(reference['baseline_ppl'])}")
+    elif reference and "baseline" in reference:
         lines.append(f"reference (the recipe as written): teacher {pm(reference.get('teacher'), 100)}%, distilled "
                      f"{pm(reference.get('student'), 100)}%, student alone {pm(reference['baseline'], 100)}% (test top-1)")
     published = payload.get("published")
@@ -98,7 +101,7 @@ def trials_table(payload: dict[str, Any]) -> Table:
                         f"{'seeds ' + ' '.join(map(str, seeds)) if seeds else 'one seed'}; chosen on validation, "
                         "test reported (last epoch)")
     published = payload.get("published")
-    columns = ["trial", "values", "outcome", "val top-1 %" if accuracy else "val ppl", "test top-1 %",
+    columns = ["trial", "values", "outcome", "val top-1 %" if accuracy else "val ppl", "test top-1 %" if accuracy else "test ppl",
                *(["published %"] if published else []), "gain" if accuracy else "ppl change %", "seconds"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("trial", "values", "outcome") else "right")
@@ -108,7 +111,7 @@ def trials_table(payload: dict[str, Any]) -> Table:
         mark = " *" if record["number"] == payload["best"] else ""
         scale = 100 if accuracy else 1
         cells = [f"{record['number']}{mark}", escape(shown(record["values"] or {}, record.get("names"))), record["outcome"],
-                 pm(record.get("val"), scale), pm(record.get("test"), 100)]
+                 pm(record.get("val"), scale), pm(record.get("test"), 100) if accuracy else pm(record.get("test_ppl"))]
         if published:
             cells.append(published_cell(record, published))
         cells += [pm(record.get("gain"), 1, 2), f"{record['seconds']:.0f}" if "seconds" in record else "-"]

@@ -79,6 +79,8 @@ def reference_record(summaries: list[dict[str, Any]] | None) -> dict[str, Any] |
         rows = [next((r for r in s["models"] if r["role"] == role), None) for s in summaries]
         if all(row is not None for row in rows):
             record[role] = spread([float(row["test_acc"]) for row in rows])
+            if all(row.get("test_ppl") is not None for row in rows):  # a language model: perplexity decides
+                record[f"{role}_ppl"] = spread([float(row["test_ppl"]) for row in rows])
     return record
 
 

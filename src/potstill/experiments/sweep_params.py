@@ -76,8 +76,8 @@ def value_key(value: Any) -> str:
 def shown(values: dict[str, Any], names: dict[str, str] | None = None) -> str:
     """`key=value` words for tables and messages; `names`: {key: name} of named choices, shown bare."""
     names = names or {}
-    return " ".join(f"{key}={names[key]}" if isinstance(names.get(key), str) else f"{key}={short(value)}"
-                    for key, value in values.items())
+    return " ".join(f"{key}={names[key]}" if isinstance(names.get(key), str)
+                    else f"{key}={value}" if isinstance(value, str) else f"{key}={short(value)}" for key, value in values.items())
 
 
 def named(values: dict[str, Any], names: dict[str, dict[str, str]]) -> dict[str, Any]:
