@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import add_import_option, import_args, import_modules
 
 from potstill import config
 from potstill.cache import TeacherCache, build, make_job
@@ -67,7 +68,8 @@ def cached_epoch_seconds(args: argparse.Namespace, teacher_file: Path, cache: Pa
     argv = ["distill", str(args.recipe), "--run-dir", str(run), "--quiet", "--set", "train.epochs=1",
             "--set", "distill.baseline=false", "--set", f"teacher.checkpoint={teacher_file}",
             "--set", "distill.cache.views=1", "--set", f"distill.cache.path={cache}",
-            "--set", "distill.teacher_check=off"]  # only the time counts; a fresh teacher would (rightly) be refused
+            "--set", "distill.teacher_check=off",  # only the time counts; a fresh teacher would (rightly) be refused
+            *import_args(args.imports)]
     if potstill_main(argv) != 0:
         raise SystemExit("the cached epoch failed")
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
@@ -81,7 +83,9 @@ def main() -> None:
     parser.add_argument("--views", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / f"bench_cache_verify_{time.strftime('%Y%m%d-%H%M%S')}")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     args.out.mkdir(parents=True, exist_ok=False)
 
     recipe = config.load(args.recipe, Recipe, ["teacher.checkpoint=null"])

@@ -3,7 +3,8 @@
     python benchmarks/compression_int8.py --teacher runs/fmnist_teacher_cnn --out runs/bench_int8 \
         --seeds 0 1 2 --set train.epochs=10
 
-Per seed, two distill runs with the same student (MLP 784-1024-1024-10), budget and teacher:
+Two recipes, each one `potstill distill --seeds` (OUT/fp32/seed<N>, OUT/qat/seed<N>, and each
+folder's seeds.json), with the same student (MLP 784-1024-1024-10), budget and teacher:
   fp32      recipes/fmnist/kd_cnn_to_mlp.yaml: student alone (fp32) and KD student (fp32); then both
             quantized after training (ONNX Runtime, --int8-mode as given): post-training quantization
   qat       recipes/fmnist/kd_quantized_int8.yaml: quantization-aware student alone and quantization-
@@ -21,7 +22,8 @@ import json
 import statistics
 from pathlib import Path
 
-from kd_seeds import potstill, spread
+from common import add_import_option, import_args, import_modules, potstill
+from kd_seeds import spread
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"fp32": ROOT / "recipes/fmnist/kd_cnn_to_mlp.yaml", "qat": ROOT / "recipes/fmnist/kd_quantized_int8.yaml"}
@@ -31,19 +33,26 @@ def rows(run: Path) -> dict[str, dict]:
     return {row["role"]: row for row in json.loads((run / "summary.json").read_text())["models"]}
 
 
-def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
-    arms: dict[str, dict] = {}
+def distil(args: argparse.Namespace) -> None:
+    """Each recipe over every seed: one `potstill distill --seeds` in OUT/<kind>/seed<N> (finished seeds are
+    kept), then post-training quantization of each fp32 seed's two students."""
     for kind, recipe in RECIPES.items():
-        run = args.out / f"{kind}_seed{seed}"
-        overrides = [f"seed={seed}", f"teacher.checkpoint={args.teacher}", f"student.args.hidden={args.hidden}", *args.set]
+        overrides = [f"teacher.checkpoint={args.teacher}", f"student.args.hidden={args.hidden}", *args.set]  # --seeds adds seed=N
         if kind == "qat":
             overrides.append(f"student.quantize.deploy={args.int8_mode}")
-        if not (run / "summary.json").is_file():
-            potstill("distill", str(recipe), "--run-dir", str(run), "--quiet", *(f"--set={o}" for o in overrides))
-        found = rows(run)
-        if kind == "fp32" and "int8" not in found["student"]:  # post-training quantization of both fp32 students
-            potstill("export", str(run), "--int8", "--int8-mode", args.int8_mode, "--roles", "baseline", "student", "--quiet")
-            found = rows(run)
+        potstill("distill", str(recipe), "--seeds", *map(str, args.seeds), "--run-dir", str(args.out / kind), "--quiet",
+                 *(f"--set={o}" for o in overrides), *import_args(args.imports))
+    for seed in args.seeds:
+        run = args.out / "fp32" / f"seed{seed}"
+        if "int8" not in rows(run)["student"]:
+            potstill("export", str(run), "--int8", "--int8-mode", args.int8_mode, "--roles", "baseline", "student", "--quiet",
+                     *import_args(args.imports))
+
+
+def one_seed(args: argparse.Namespace, seed: int) -> dict[str, dict]:
+    arms: dict[str, dict] = {}
+    for kind in RECIPES:
+        found = rows(args.out / kind / f"seed{seed}")
         for role, name in (("baseline", "alone"), ("student", "kd")):
             row = found[role]
             if kind == "fp32":
@@ -89,10 +98,13 @@ def main() -> None:
     parser.add_argument("--hidden", default="[1024,1024]", help="student widths (YAML list)")
     parser.add_argument("--int8-mode", choices=["dynamic", "static"], default="dynamic")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every run")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     import torch
 
     print(f"torch threads {torch.get_num_threads()}; runs in {args.out}", flush=True)
+    distil(args)
     results = [one_seed(args, seed) for seed in args.seeds]
     report(results)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

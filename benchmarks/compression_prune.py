@@ -3,7 +3,8 @@
     python benchmarks/compression_prune.py --teacher runs/fmnist_teacher_cnn --out runs/bench_prune \
         --amounts 0.5 0.75 0.9 --seeds 0 1 2
 
-Each (amount, seed) is one `potstill distill recipes/fmnist/prune_then_kd.yaml` run: the trained CNN
+Each amount is one `potstill distill recipes/fmnist/prune_then_kd.yaml --seeds ...` (a run per seed
+in OUT/<method>_<percent>/seed<N>, their aggregate in its seeds.json). Each run: the trained CNN
 teacher pruned (structured: channels and neurons removed by torch-pruning's dependency graph),
 then fine-tuned twice from the same pruned weights with the same budget: on labels alone
 (student alone) and with KD from the unpruned teacher (distilled). --unstructured adds one run per
@@ -20,18 +21,24 @@ import json
 import statistics
 from pathlib import Path
 
-from kd_seeds import potstill, spread
+from common import add_import_option, import_args, import_modules, potstill
+from kd_seeds import spread
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes/fmnist/prune_then_kd.yaml"
 
 
-def one_run(args: argparse.Namespace, amount: float, method: str, seed: int) -> dict:
-    run = args.out / f"{method}_{round(100 * amount)}_seed{seed}"
-    if not (run / "summary.json").is_file():
-        overrides = [f"seed={seed}", f"teacher.checkpoint={args.teacher}", f"student.prune.amount={amount}",
-                     f"student.prune.method={method}", *args.set]
-        potstill("distill", str(RECIPE), "--run-dir", str(run), "--quiet", *(f"--set={o}" for o in overrides))
+def distil(args: argparse.Namespace, amount: float, method: str) -> Path:
+    """Every seed of one pruning setting: one `potstill distill --seeds` (finished seeds are kept)."""
+    folder = args.out / f"{method}_{round(100 * amount)}"
+    overrides = [f"teacher.checkpoint={args.teacher}", f"student.prune.amount={amount}", f"student.prune.method={method}",
+                 *args.set]  # --seeds adds seed=N
+    potstill("distill", str(RECIPE), "--seeds", *map(str, args.seeds), "--run-dir", str(folder), "--quiet",
+             *(f"--set={o}" for o in overrides), *import_args(args.imports))
+    return folder
+
+
+def one_run(run: Path, amount: float, method: str, seed: int) -> dict:
     rows = {row["role"]: row for row in json.loads((run / "summary.json").read_text())["models"]}
     teacher, alone, kd = rows["teacher"], rows["baseline"], rows["student"]
     result = {"amount": amount, "method": method, "seed": seed, "teacher": teacher["test_acc"], "alone": alone["test_acc"],
@@ -67,13 +74,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--unstructured", action="store_true", help="also magnitude pruning at the first amount")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override for every run")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     import torch
 
     print(f"torch threads {torch.get_num_threads()}; runs in {args.out}", flush=True)
     plan = [(amount, "structured") for amount in args.amounts]
     plan += [(args.amounts[0], "unstructured")] if args.unstructured else []
-    results = [one_run(args, amount, method, seed) for amount, method in plan for seed in args.seeds]
+    results = []
+    for amount, method in plan:
+        folder = distil(args, amount, method)
+        results += [one_run(folder / f"seed{seed}", amount, method, seed) for seed in args.seeds]
     report(results)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 

@@ -7,7 +7,8 @@ chosen student against the hand-designed one at equal budget.
    validation split chooses, test split reported; its wall time is printed).
 2. The chosen student (best.yaml) and the hand-designed MLP 784-1024-1024-10 of
    recipes/fmnist/kd_cnn_to_mlp.yaml, each distilled with the same recipe (best.yaml, whose lr
-   the search picked, or 2e-3 for the hand-designed one), --epochs epochs, over --seeds.
+   the search picked, or 2e-3 for the hand-designed one), --epochs epochs, over --seeds: one
+   `potstill distill --seeds` each (OUT/searched/seed<N>, OUT/hand_designed/seed<N>, seeds.json).
    Accuracy: top-1 on the whole test split after the last epoch, mean ± std (sample) over seeds.
 3. Both final students timed in the same interleaved rounds (PyTorch, batch 1 and 128, torch
    threads as printed) plus ONNX Runtime fp32 at batch 1, so "equal latency" is measured, not assumed.
@@ -20,7 +21,8 @@ import json
 import time
 from pathlib import Path
 
-from kd_seeds import potstill, spread
+from common import add_import_option, import_args, import_modules, potstill
+from kd_seeds import spread
 
 ROOT = Path(__file__).resolve().parents[1]
 HAND = {"student.args.hidden": "[1024,1024]", "train.lr": "0.002"}
@@ -31,7 +33,7 @@ def search(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     if not (folder / "search.json").is_file() or args.rerun:
         potstill("search", str(ROOT / "recipes/fmnist/student_search.yaml"), "--run-dir", str(folder), "--quiet",
-                 f"--set=teacher.checkpoint={args.teacher}", *(f"--set={o}" for o in args.set))
+                 f"--set=teacher.checkpoint={args.teacher}", *(f"--set={o}" for o in args.set), *import_args(args.imports))
     wall = time.perf_counter() - start
     record = json.loads((folder / "search.json").read_text())
     record["wall_s_this_call"] = wall
@@ -50,15 +52,20 @@ def search(args: argparse.Namespace) -> dict:
     return record
 
 
-def distil(args: argparse.Namespace, name: str, overrides: dict[str, str], seed: int) -> dict:
-    run = args.out / f"{name}_seed{seed}"
-    if not (run / "summary.json").is_file():
-        sets = [f"seed={seed}", f"train.epochs={args.epochs}", f"teacher.checkpoint={args.teacher}", "distill.baseline=false",
-                *(f"{key}={value}" for key, value in overrides.items()),
-                *(o for o in args.set if not o.startswith(("search.", "train.epochs=")))]  # data limits apply to both
-        potstill("distill", str(args.out / "search" / "best.yaml"), "--run-dir", str(run), "--quiet", *(f"--set={s}" for s in sets))
-    rows = {row["role"]: row for row in json.loads((run / "summary.json").read_text())["models"]}
-    return {"run": run, "acc": rows["student"]["test_acc"], "params": rows["student"]["params"]}
+def distil(args: argparse.Namespace, name: str, overrides: dict[str, str]) -> list[dict]:
+    """One student over every seed: one `potstill distill --seeds` in OUT/<name>/seed<N> (finished seeds are kept)."""
+    folder = args.out / name
+    sets = [f"train.epochs={args.epochs}", f"teacher.checkpoint={args.teacher}", "distill.baseline=false",  # --seeds adds seed=N
+            *(f"{key}={value}" for key, value in overrides.items()),
+            *(o for o in args.set if not o.startswith(("search.", "train.epochs=")))]  # data limits apply to both
+    potstill("distill", str(args.out / "search" / "best.yaml"), "--seeds", *map(str, args.seeds), "--run-dir", str(folder),
+             "--quiet", *(f"--set={s}" for s in sets), *import_args(args.imports))
+    results = []
+    for seed in args.seeds:
+        run = folder / f"seed{seed}"
+        rows = {row["role"]: row for row in json.loads((run / "summary.json").read_text())["models"]}
+        results.append({"run": run, "acc": rows["student"]["test_acc"], "params": rows["student"]["params"]})
+    return results
 
 
 def timed(runs: dict[str, Path]) -> dict[str, dict]:
@@ -85,13 +92,15 @@ def main() -> None:
     parser.add_argument("--rerun", action="store_true", help="continue the search even if search.json exists")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override for the search recipe (and, but search.* and train.epochs, for the final runs)")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     import torch
 
     print(f"torch threads {torch.get_num_threads()}; runs in {args.out}", flush=True)
     search(args)
     arms = {"searched": {}, "hand-designed": HAND}
-    results = {arm: [distil(args, arm.replace("-", "_"), overrides, seed) for seed in args.seeds] for arm, overrides in arms.items()}
+    results = {arm: distil(args, arm.replace("-", "_"), overrides) for arm, overrides in arms.items()}
     times = timed({arm: runs[0]["run"] for arm, runs in results.items()})
     print(f"\n{'student':<14} {'params':>10} {'top-1 % (mean ± std)':>21} {'torch ms b=1':>13} {'b=128':>8} {'onnx ms b=1':>12}")
     for arm, runs in results.items():

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import add_import_option, import_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--batch", type=int, default=2, help="test rows per forward pass (full logits are B x L x 262,144 floats)")
     parser.add_argument("--no-save", action="store_true", help="measure only; write no teacher checkpoint")
+    add_import_option(parser)
     args = parser.parse_args(argv)
+    import_modules(args)
 
     import potstill.data.gguf_text  # noqa: F401  registers text_lm and hf_gguf
     from potstill import config

@@ -22,13 +22,15 @@ the teacher's NLL of the student's samples and distinct-1/2; training tokens/s; 
 (teacher and student timed alternately). Mean ± std over seeds; "gain" = the paired per-seed change
 of perplexity against the student alone, called a gain only when every seed agrees in sign and the
 mean exceeds the std of the paired changes.
+
+It keeps its own loop over (arm, seed) rather than `potstill distill --seeds`: those pairs run in
+parallel (--jobs), and a seq_kd arm's seed needs its own teacher sequences written first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
+from common import add_import_option, child_environment, import_args, import_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SIZE, EPOCHS = 3072, 1  # 3,072 windows x 128 tokens = 393k tokens per arm (the teacher saw 1.58M x 2)
@@ -79,13 +82,14 @@ def recipe(arm: str, seed: int, teacher: Path, out: Path, init: str) -> dict:
 
 
 OVERRIDES: list[str] = []  # --set KEY=VALUE for every potstill command (quick checks only)
+IMPORTS: list[str] = []  # --import MODULE for every potstill command
 
 
 def potstill(*words: str, threads: int) -> None:
     changes = [word for value in OVERRIDES for word in ("--set", value)] if "--resume" not in words else []
-    command = [sys.executable, "-m", "potstill.cli.main", *words, *changes, "--quiet"]
+    command = [sys.executable, "-m", "potstill.cli.main", *words, *changes, "--quiet", *import_args(IMPORTS)]
     print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True, env=os.environ | {"OMP_NUM_THREADS": str(threads)})
+    subprocess.run(command, check=True, env=child_environment(IMPORTS, OMP_NUM_THREADS=str(threads)))
 
 
 def run_arm(out: Path, arm: str, seed: int, teacher: Path, init: str, threads: int) -> None:
@@ -176,8 +180,11 @@ def main() -> None:
     parser.add_argument("--no-measures", action="store_true", help="train only; measure samples and speeds in a later call")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override for every run, as `potstill distill --set` (quick checks only)")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     OVERRIDES.extend(args.overrides)
+    IMPORTS.extend(args.imports)
     if not args.report:
         work = [(arm, seed) for seed in args.seeds for arm in args.arms]
         with ThreadPoolExecutor(args.jobs) as pool:

@@ -9,6 +9,9 @@ top-1 on the test split after the last epoch, mean ± std (sample std) over seed
 paired per-seed difference to the student alone; "train s" is the run's training time
 (preparation + initialisation + distillation stages, evaluation excluded), median over seeds.
 `--report runs/.../results.json` prints the table again from a finished run.
+
+It keeps its own loop over seeds rather than `potstill distill --seeds`: per seed the student alone
+is trained once (with the first method) and shared by every method, all in one process on data read once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import json
 import statistics
 import time
 from pathlib import Path
+
+from common import add_import_option, import_modules
 
 from potstill import config
 from potstill.engine.progress import Reporter
@@ -117,7 +122,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base recipe")
     parser.add_argument("--report", type=Path, nargs="+",
                         help="only print the table of finished runs' results.json (a later file's method/seed replaces an earlier one's)")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     if args.report:
         merged = {}
         for path in args.report:

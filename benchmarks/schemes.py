@@ -17,6 +17,9 @@ The pre-trained teachers come from `potstill train recipes/fmnist/teacher_{cnn,m
 (trained once on the full 60k, seed 0, and shared by every seed). Accuracy is top-1 on the 10k
 test images after the last epoch, mean ± std (sample std) over seeds; "gain" is the paired
 per-seed difference to the row named in the table.
+
+It keeps its own loop over seeds rather than `potstill distill --seeds`: its recipes are built here
+from the tables below and run in this one process on data read once, every variant of a seed in turn.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 import yaml
+from common import add_import_option, import_modules
 
 from potstill import config
 from potstill.engine.progress import Reporter
@@ -190,7 +194,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base recipe, e.g. train.epochs=2")
     parser.add_argument("--report", type=Path, nargs="+", help="only print the tables of finished runs' results.json")
     parser.add_argument("--exit-latency", type=Path, metavar="RUN", help="re-time a finished BYOT run's exits (e.g. OUT/byot/byot/seed0)")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     if args.exit_latency:
         print("\n".join(exit_latency(args.exit_latency, repeats=20)))
         return

@@ -15,6 +15,9 @@ It also times one forward pass of the student (S) and the teacher (T) on a batch
 cost can be compared with its ideal (3S + T) / 3S (backward ~ 2 forwards, teacher forward only).
 Accuracy is top-1 on the test set after the last epoch, mean ± std over seeds. Ratios, not
 absolute times, are the result; the machine must be otherwise idle.
+
+It keeps its own loop over seeds rather than `potstill distill --seeds`: each seed runs every
+configuration side by side, each in its own process, so their times and peak memory compare.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import add_import_option, child_environment, import_args, import_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "fmnist" / "kd_cnn_to_mlp.yaml"
@@ -44,8 +49,9 @@ def child(argv: list[str]) -> None:
 
 def potstill(args: argparse.Namespace, run: Path, *overrides: str) -> dict:
     settings = [f"--set={o}" for o in (*args.common, *overrides)]
-    command = [sys.executable, __file__, "--child", "distill", str(args.recipe), "--run-dir", str(run), "--quiet", *settings]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+    command = [sys.executable, __file__, "--child", "distill", str(args.recipe), "--run-dir", str(run), "--quiet", *settings,
+               *import_args(args.imports)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=child_environment(args.imports), check=False)
     if done.returncode != 0:
         sys.exit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -215,11 +221,14 @@ def main() -> None:
     parser.add_argument("--peer-seeds", type=int, nargs="*", default=[0])
     parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / f"bench_speed_{time.strftime('%Y%m%d-%H%M%S')}")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.teacher is None:
         run = args.out / "teacher"
-        subprocess.run([sys.executable, "-m", "potstill.cli.main", "train", str(TEACHER_RECIPE), "--run-dir", str(run), "--quiet"], check=True)
+        subprocess.run([sys.executable, "-m", "potstill.cli.main", "train", str(TEACHER_RECIPE), "--run-dir", str(run), "--quiet",
+                        *import_args(args.imports)], check=True, env=child_environment(args.imports))
         args.teacher = run / "teacher" / "model.safetensors"
     args.common = [f"teacher.checkpoint={args.teacher}", f"train.epochs={args.epochs}", *args.extra]
     forward = forward_times(args, args.teacher)

@@ -12,8 +12,9 @@ Students (all 3 encoder layers, 12 heads, the teacher's tokenizer):
 Arms: alone (the `kd` run's baseline: same initial weights, seed and budget), kd (T = 2, alpha = beta = 0.5),
 distilbert (triple loss; equal widths only), tinybert (1 epoch of embedding + hidden + attention
 losses, then the prediction loss: one epoch more than the others, as the paper's two stages),
-minilm (last-layer attention + value relations, + kd). The random-init controls run alone and kd. Every run folder is a normal potstill run;
-finished runs are skipped, so a killed benchmark continues where it stopped.
+minilm (last-layer attention + value relations, + kd). The random-init controls run alone and kd. Each
+(student, arm) is one `potstill distill --seeds` (OUT/<student>_<arm>/seed<N> and its seeds.json);
+finished seeds are kept, so a killed benchmark continues where it stopped.
 
 Accuracy and macro-F1 are the test split's after the last epoch, mean ± std (sample std) over
 seeds; "gain" is the paired per-seed difference to the same student alone. Latencies are medians
@@ -26,13 +27,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+from common import add_import_option, child_environment, import_args, import_modules
 
 ROOT = Path(__file__).resolve().parents[1]
 # A CPU budget: the students train on a seeded 1,200-quote subset (about 200 per topic) for 2 epochs;
@@ -64,11 +65,11 @@ PLAN = {  # which arms run for which student (distilbert needs the teacher's wid
 }
 
 
-def recipe(student: str, arm: str, seed: int, teacher: Path) -> dict:
+def recipe(student: str, arm: str, teacher: Path) -> dict:
     args, init = STUDENTS[student]
     distill = copy.deepcopy(ARMS[arm]) | {"baseline": arm == "kd", "teacher_check": "refuse"}
     return {
-        "name": f"bench_text_{student}_{arm}", "seed": seed, "data": DATA,
+        "name": f"bench_text_{student}_{arm}", "seed": 0, "data": DATA,  # --seeds sets each run's seed
         "teacher": {"model": {"name": "hf", "args": {"path": "minilm-l6"}}, "checkpoint": str(teacher.resolve())},
         "student": {"name": "hf_config", "args": args, **({"init": init} if init else {})},
         "train": TRAIN, "distill": distill,
@@ -76,18 +77,17 @@ def recipe(student: str, arm: str, seed: int, teacher: Path) -> dict:
     }
 
 
-def run_one(folder: Path, spec: dict, threads: int, overrides: list[str]) -> None:
-    if (folder / "summary.json").is_file():
-        return
+def run_seeds(folder: Path, spec: dict, seeds: list[int], args: argparse.Namespace) -> None:
+    """One (student, arm) over every seed: `potstill distill --seeds` in folder/seed<N>, in its own
+    process at --threads threads (a finished seed is kept, an unfinished one continues)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     path = folder.parent / f"{folder.name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    resume = ["--resume", str(folder)] if folder.exists() else ["--run-dir", str(folder)]
-    changes = [word for value in overrides for word in ("--set", value)] if not folder.exists() else []
-    command = [sys.executable, "-m", "potstill.cli.main", "distill", str(path), *resume, *changes, "--quiet"]
+    changes = [word for value in args.overrides for word in ("--set", value)]
+    command = [sys.executable, "-m", "potstill.cli.main", "distill", str(path), "--seeds", *map(str, seeds), "--run-dir", str(folder),
+               *changes, "--quiet", *import_args(args.imports)]
     print("$", " ".join(command), flush=True)
-    environment = os.environ | {"OMP_NUM_THREADS": str(threads)}
-    subprocess.run(command, check=True, env=environment)
+    subprocess.run(command, check=True, env=child_environment(args.imports, OMP_NUM_THREADS=str(args.threads)))
 
 
 def rows(out: Path, seeds: list[int]) -> dict[tuple[str, str], dict[int, dict]]:
@@ -96,7 +96,9 @@ def rows(out: Path, seeds: list[int]) -> dict[tuple[str, str], dict[int, dict]]:
     for student, arms in PLAN.items():
         for arm in arms:
             for seed in seeds:
-                path = out / f"seed{seed}" / f"{student}_{arm}" / "summary.json"
+                path = out / f"{student}_{arm}" / f"seed{seed}" / "summary.json"
+                if not path.is_file():  # runs made before --seeds: OUT/seed<N>/<student>_<arm>
+                    path = out / f"seed{seed}" / f"{student}_{arm}" / "summary.json"
                 if not path.is_file():
                     continue
                 by_role = {row["role"]: row for row in json.loads(path.read_text())["models"]}
@@ -155,13 +157,13 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="recipe override for every run, as `potstill distill --set` (quick checks only)")
     parser.add_argument("--report", action="store_true", help="only print the tables from finished runs")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     if not args.report:
-        for seed in args.seeds:
-            for student in args.students:
-                for arm in [arm for arm in PLAN[student] if arm in args.arms]:
-                    run_one(args.out / f"seed{seed}" / f"{student}_{arm}", recipe(student, arm, seed, args.teacher), args.threads,
-                            args.overrides)
+        for student in args.students:
+            for arm in [arm for arm in PLAN[student] if arm in args.arms]:
+                run_seeds(args.out / f"{student}_{arm}", recipe(student, arm, args.teacher), args.seeds, args)
     text = report(args.out, args.seeds)
     (args.out / "results.md").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text + "\n")

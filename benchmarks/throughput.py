@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import add_import_option, child_environment, import_args, import_modules
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,8 +52,8 @@ def run_config(args: argparse.Namespace, teacher: Path, name: str, overrides: li
     path.write_text(yaml.safe_dump(recipe(args, teacher)))
     run = args.out / name
     command = [sys.executable, "-m", "potstill.cli.main", "distill", str(path), "--run-dir", str(run), "--quiet",
-               *(f"--set={o}" for o in overrides)]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
+               *(f"--set={o}" for o in overrides), *import_args(args.imports)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=child_environment(args.imports), check=False)
     if done.returncode != 0:
         sys.exit(f"{name} failed:\n{done.stderr[-2000:]}")
     alone = "--set=distill.baseline=false" not in command
@@ -66,7 +68,9 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--layouts", nargs="+", default=["contiguous", "channels_last"], choices=["contiguous", "channels_last"])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / f"bench_throughput_{time.strftime('%Y%m%d-%H%M%S')}")
+    add_import_option(parser)
     args = parser.parse_args()
+    import_modules(args)
     args.out.mkdir(parents=True, exist_ok=True)
 
     import torch
