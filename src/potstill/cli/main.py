@@ -16,6 +16,7 @@
     potstill export  RUN [--int8]                ONNX (and int8) files of a run's models, checked and timed
     potstill metrics RUN [--csv FILE]            a run's per-epoch metrics as CSV (any run folder, finished or not)
     potstill compare FOLDER ... [--json|--csv F] runs, seeds folders and sweeps in one table; the settings that differ
+    potstill report  RUN ... [-o report.html]    one self-contained HTML page: tables, curves, calibration, size/latency
 
 User errors print one line and exit 2; --debug shows the traceback. Results go to stdout (with
 --json only summary.json), progress and messages to stderr.
@@ -39,6 +40,7 @@ from potstill.cli.generate import cmd_generate
 from potstill.cli import compare as compare_command
 from potstill.cli import export as export_command
 from potstill.cli import metrics as metrics_command
+from potstill.cli import report as report_command
 from potstill.cli import search as search_command
 from potstill.cli import sweep as sweep_command
 from potstill.errors import PotstillError
@@ -121,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     generating.set_defaults(handler=cmd_generate)
     export_command.add_parser(commands, common)
     search_command.add_parser(commands, common)
+    report_command.add_parser(commands, common)
     metrics_command.add_parser(commands, common)
     compare_command.add_parser(commands, common)
     sweep_command.add_parser(commands, common)
