@@ -21,6 +21,7 @@ from torch import nn
 from potstill import __version__
 from potstill.compress.quantize import prepare_qat
 from potstill.compress.prune import example_input, prune_student, pruning_record, sparsity
+from potstill.engine import distributed
 from potstill.engine.checkpoint import load_into, load_tensors, tensor_names
 from potstill.engine.loop import Callback, Stage, fit
 from potstill.engine.progress import Reporter
@@ -61,6 +62,7 @@ class Runner(CacheSteps):
         return {
             "potstill": __version__, "torch": torch.__version__, "python": platform.python_version(), "argv": sys.argv,
             "device": str(self.bench.device), "threads": torch.get_num_threads(), "data": self.bench.splits.describe(),
+            "processes": distributed.world_size(),  # torchrun's world size; 1 without it
         }
 
     def stage(self, name: str, task, spec: TrainSpec, evaluate=None, views: torch.Tensor | None = None) -> nn.Module:
@@ -162,11 +164,14 @@ class Runner(CacheSteps):
 
     def write_description(self) -> None:
         """run.json: versions, device, threads and data of the start; a resume adds its own entry."""
+        if not distributed.is_main():  # under torchrun rank 0 alone writes
+            return
         path = self.run.path / "run.json"
         if self.resume and path.is_file():
             first = json.loads(path.read_text())
             now = self.describe()
-            first.setdefault("resumed", []).append({key: now[key] for key in ("potstill", "torch", "argv", "device", "threads")})
+            keys = ("potstill", "torch", "argv", "device", "threads", "processes")
+            first.setdefault("resumed", []).append({key: now[key] for key in keys})
             self.run.write_json("run.json", first)
         else:
             self.run.write_json("run.json", self.describe())
@@ -279,7 +284,7 @@ class Runner(CacheSteps):
     def sample_inputs(self) -> dict[str, torch.Tensor]:
         """One training batch's model inputs ({"input": (B, C, H, W)} or token ids and masks), for
         dry runs that see layer shapes."""
-        return model_inputs(next(iter(self.bench.train_loader(self.recipe.seed).batches(0))))
+        return model_inputs(next(iter(self.bench.train_loader(self.recipe.seed, sharded=False).batches(0))))
 
     def prepare(self, terms: list[WeightedTerm], teacher: nn.Module, name: str = "prepare") -> None:
         """Losses that pre-train their own modules on the teacher's outputs (FT's paraphraser)."""
@@ -297,8 +302,11 @@ class Runner(CacheSteps):
 
     def finish(self, models: list[tuple[str, nn.Module]], final: str = "student", annotate=None) -> dict[str, Any]:
         """Measure every model on the test split; `final`: the row compared with the baseline;
-        `annotate`: the scheme's own additions to the summary."""
+        `annotate`: the scheme's own additions to the summary. Under torchrun rank 0 alone measures
+        and writes; the other ranks get {}."""
         self.models = dict(models)
+        if not distributed.is_main():
+            return {}
         rows, teacher_logits = [], None
         times = self.stage_times()
         latency = measure_latency(models, self.bench.splits.example_batch, self.recipe.report)  # all models interleaved

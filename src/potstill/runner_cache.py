@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from potstill.cache import CacheJob, TeacherCache, build, cache_folder, make_job
+from potstill.engine import distributed
 from potstill.engine.task import WeightedTerm
 from potstill.errors import PotstillError
 from potstill.recipe import ModelSpec
@@ -37,7 +38,7 @@ class CacheSteps:
             return None
         folder = cache_folder(spec, self.run.path) if own is None else self.run.path / f"teacher_cache_{own}"
         job = self.cache_job(teacher, terms, folder, architecture)
-        self.build_cache(job)
+        distributed.on_main(lambda: self.build_cache(job))  # under torchrun rank 0 builds, every rank reads
         cache = TeacherCache(job.folder, self.bench.device, spec.load, fingerprint=job.fingerprint)
         info = cache.describe()
         self.reporter.message(

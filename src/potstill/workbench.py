@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from potstill.data import Augment, BatchLoader, DataSplits
+from potstill.engine import distributed
 from potstill.engine.tasks import TASKS, Classification
 from potstill.errors import PotstillError
 from potstill.models.hf import text_record
@@ -30,13 +31,16 @@ class Workbench:
     data: DataSpec
     device: torch.device
 
-    def train_loader(self, seed: int, views: torch.Tensor | None = None, channels_last: bool = False) -> BatchLoader:
+    def train_loader(self, seed: int, views: torch.Tensor | None = None, channels_last: bool = False,
+                     sharded: bool = True) -> BatchLoader:
         """Shuffled, augmented training batches; with a view bank (N, V, 3) each sample shows one
-        of its stored views (those a teacher cache was built from)."""
+        of its stored views (those a teacher cache was built from). Under torchrun each rank gets its
+        part of every batch, unless `sharded` is False (dry runs see whole batches)."""
         augment = Augment(hflip=self.data.hflip, crop_padding=self.data.crop_padding)
+        shard = (distributed.rank(), distributed.world_size()) if sharded else (0, 1)
         return BatchLoader(
-            self.splits.train, self.data.batch_size,
-            augment=augment, shuffle=True, seed=seed, device=self.device, views=views, channels_last=channels_last,
+            self.splits.train, self.data.batch_size, augment=augment, shuffle=True, seed=seed, device=self.device,
+            views=views, channels_last=channels_last, shard=shard,
         )
 
     def eval_loader(self, split: str = "test") -> BatchLoader:

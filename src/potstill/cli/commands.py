@@ -16,7 +16,9 @@ from rich.table import Table
 from potstill import config
 from potstill.cache.reader import check_cache, read_manifest
 from potstill.data import DATASETS
+from potstill.distributed_check import check_data, check_recipe
 from potstill.encoders import eager_attention, encoder_layout
+from potstill.engine import distributed
 from potstill.engine.checkpoint import atomic_write, guarded
 from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
@@ -67,7 +69,8 @@ def start(args: argparse.Namespace) -> tuple[Runner | None, Reporter]:
     that is already finished: its files are left exactly as they are."""
     recipe, run = resolve_recipe(args)
     resume = bool(args.resume)
-    reporter = Reporter(quiet=args.quiet)
+    reporter = Reporter(quiet=args.quiet or not distributed.is_main())  # under torchrun rank 0 alone prints
+    world = distributed.launched_world_size()  # torchrun's process count (docs/distributed.md)
     if resume:
         check_resume(run.path, recipe)  # recipe.yaml edited since the checkpoints were written
         if (run.path / "summary.json").is_file():
@@ -75,23 +78,34 @@ def start(args: argparse.Namespace) -> tuple[Runner | None, Reporter]:
             args.run_path = run.path
             return None, reporter
     preflight(recipe, args.command)  # bad names and arguments fail before anything is written
+    check_recipe(recipe, args.command, world)  # so do a batch size or a scheme torchrun cannot split
     bench = open_workbench(recipe)  # so do missing or damaged data files
+    check_data(bench.splits, recipe.data.batch_size, world)
+    bench.device = distributed.setup(bench.device)  # under torchrun: join the process group (its own GPU on CUDA)
     check_before_writing(recipe, bench)  # so do models too large and teacher files that do not load
     check_tracking(recipe.logging, recipe.name, reach=not resume)  # so do missing tracking packages and a wrong MLflow URI
-    run.create(resume=resume)
+    if not distributed.is_main():
+        recipe.logging = None  # rank 0 alone writes, tracking included
+    distributed.on_main(lambda: create_run(run, recipe, resume))  # the other ranks wait, or stop with its error
     args.run_path = run.path  # for the message if the run is interrupted
+    reporter.message(f"run folder: {run.path}" + (f" ({world} processes)" if world > 1 else ""))
+    return Runner(recipe, run, reporter, resume=resume, bench=bench), reporter
+
+
+def create_run(run: RunDir, recipe: Recipe, resume: bool) -> None:
+    """Make (or reopen) and lock the run folder; a new run gets its recipe.yaml."""
+    run.create(resume=resume)
     if not resume:
         text = config.dump_yaml(config.to_dict(recipe))
         guarded(lambda: atomic_write(run.path / "recipe.yaml", text), run.path / "recipe.yaml")
-    reporter.message(f"run folder: {run.path}")
-    return Runner(recipe, run, reporter, resume=resume, bench=bench), reporter
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     runner, _ = start(args)
     if runner is not None:
         runner.run_train()
-    show_result(args, args.run_path / "summary.json")
+    if distributed.is_main():
+        show_result(args, args.run_path / "summary.json")
     return 0
 
 
@@ -104,9 +118,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
         if quantize is not None:
             require("onnxruntime")  # the int8 model is ONNX Runtime's: missing, it fails before training
         runner.run_distill()
-        if quantize is not None:
+        if quantize is not None and distributed.is_main():
             int8_models(args.run_path, quantize.deploy, reporter)
-    show_result(args, args.run_path / "summary.json")
+    if distributed.is_main():
+        show_result(args, args.run_path / "summary.json")
     return 0
 
 

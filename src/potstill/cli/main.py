@@ -29,6 +29,7 @@ import importlib
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -43,6 +44,8 @@ from potstill.cli import metrics as metrics_command
 from potstill.cli import report as report_command
 from potstill.cli import search as search_command
 from potstill.cli import sweep as sweep_command
+from potstill.distributed_check import check_command
+from potstill.engine import distributed
 from potstill.errors import PotstillError
 
 JSON_HELP = "print {file} to stdout, and nothing else there (the table and messages go to stderr), for scripts"
@@ -152,34 +155,67 @@ def resume_words(args: argparse.Namespace) -> str:
     run = getattr(args, "run_path", None)
     if run is None:
         return "nothing was written to a run folder yet"
-    return f"checkpoints written so far are intact; continue with potstill {args.command} --resume {run}"
+    launch = "the same torchrun launch of " if distributed.launched_world_size() > 1 else ""
+    return f"checkpoints written so far are intact; continue with {launch}potstill {args.command} --resume {run}"
+
+
+RANK_ZERO_FIRST_S = 10  # how long another rank waits before it reports an error itself
+
+
+def say(line: str) -> None:
+    """A stop line on stderr; under torchrun from rank 0 alone (a signal reaches every rank)."""
+    if distributed.is_main():
+        print(line, file=sys.stderr)
+
+
+def report_error(error: PotstillError) -> None:
+    """The one error line. Under torchrun every rank usually meets the same error, and torchrun
+    stops all ranks as soon as one exits: another rank than 0 waits a moment, so that rank 0
+    reports first; one still running after the wait met an error of its own and reports it."""
+    if distributed.is_main():
+        print(f"potstill: error: {error}", file=sys.stderr)
+        return
+    try:
+        time.sleep(RANK_ZERO_FIRST_S)
+    except KeyboardInterrupt:  # stopped by torchrun: rank 0 failed too, and said why
+        return
+    print(f"potstill: error (rank {distributed.launched_rank()}): {error}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
+        check_command(args.command, getattr(args, "seeds", None), distributed.launched_world_size())
         import_user_modules(args.imports)
         return args.handler(args) or 0
     except PotstillError as error:
         if args.debug:
             raise
-        print(f"potstill: error: {error}", file=sys.stderr)
+        report_error(error)
         return 2
     except (MemoryError, torch.OutOfMemoryError) as error:
         if args.debug:
             raise
-        print(f"potstill: error: out of memory ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+        where = f" on rank {distributed.rank()}" if distributed.active() else ""  # one GPU may run out alone
+        print(f"potstill: error: out of memory{where} ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
               f"lower data.batch_size / data.eval_batch_size or the model size, or free memory; {resume_words(args)}",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:
         what = "stopped by SIGTERM" if isinstance(interrupt, Terminated) else "interrupted"
-        print(f"potstill: {what}; {resume_words(args)}", file=sys.stderr)
+        say(f"potstill: {what}; {resume_words(args)}")
         return 143 if isinstance(interrupt, Terminated) else 130
+    except distributed.PEER_STOPPED as error:  # another rank stopped: its socket closed under a collective
+        if args.debug:
+            raise
+        say(f"potstill: error: another process of this torchrun launch stopped ({str(error).strip().splitlines()[0]}); "
+            f"torchrun's report names it; {resume_words(args)}")
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        distributed.teardown()
 
 
 if __name__ == "__main__":

@@ -54,6 +54,11 @@ class BatchLoader:
     With a view bank (N, V, 3) (see `potstill.data.views`) each sample shows one of its V stored
     views per epoch, chosen at random, and the batch also holds `view` (B,): which one.
     Augmentation (flips, crops) applies to images only.
+
+    `shard` = (rank, world size): under torchrun each process takes its part of every global batch
+    (rank r: the r-th of `world size` contiguous parts, sizes differing by at most one), after the
+    order and the augmentation were drawn for the whole batch, so the processes together see
+    exactly the batches one process would. `share(step)` weights a part's mean loss accordingly.
     """
 
     def __init__(
@@ -70,8 +75,10 @@ class BatchLoader:
         drop_last: bool = False,
         views: torch.Tensor | None = None,
         channels_last: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.batch_size = batch_size
+        self.rank, self.world_size = shard
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
@@ -101,23 +108,44 @@ class BatchLoader:
         chosen = None
         if self.views is not None:  # one stored view per sample for this epoch
             chosen = torch.randint(self.views.shape[1], (count,), generator=generator, device=self.device)
+        image = self.data.modality == "image"
         for number in range(len(self)):
-            index = order[number * self.batch_size : (number + 1) * self.batch_size]
+            index = order[number * self.batch_size : (number + 1) * self.batch_size]  # the global batch
+            drawn = None  # fresh views for the whole global batch: the generator moves as in one process
+            if image and chosen is None and self.augment is not None:
+                drawn = self.augment.draw(len(index), generator, self.device)
+            part = self.part(len(index))
+            index = index[part]
             batch: Batch = {"target": self.targets[index], "index": index}
             if chosen is not None:
                 batch["view"] = chosen[index]
             batch.update(self.data.fields(index))
-            if self.data.modality == "image":  # (B, C, H, W) in [0, 1]: views, augmentation, channels-last
-                batch["input"] = self.image_view(batch, generator)
+            if image:  # (B, C, H, W) in [0, 1]: views, augmentation, channels-last
+                batch["input"] = self.image_view(batch, None if drawn is None else drawn[part])
             yield batch
 
-    def image_view(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+    def part(self, count: int) -> slice:
+        """This rank's slice of a global batch of `count` samples (all of it in one process)."""
+        size, extra = divmod(count, self.world_size)
+        start = self.rank * size + min(self.rank, extra)
+        return slice(start, start + size + (self.rank < extra))
+
+    def share(self, step: int) -> float:
+        """This rank's part of step `step`'s global batch, as a fraction of the batch times the world
+        size: 1.0 in one process and whenever the parts are equal. The training loop scales the part's
+        mean loss by it, so the gradients averaged over ranks are the global batch's mean gradient."""
+        count = min(self.batch_size, len(self.targets) - step * self.batch_size)
+        part = self.part(count)
+        return self.world_size * (part.stop - part.start) / count
+
+    def image_view(self, batch: Batch, drawn: torch.Tensor | None) -> torch.Tensor:
+        """`drawn`: this part's freshly drawn view parameters (None with a view bank or no augmentation)."""
         images = batch["input"]
         if "view" in batch:
             if self.augment is not None:
                 images = self.augment.apply(images, self.views[batch["index"], batch["view"]])
-        elif self.augment is not None:
-            images = self.augment(images, generator)
+        elif drawn is not None:
+            images = self.augment.apply(images, drawn)
         if self.mean is not None:
             images = (images - self.mean) / self.std
         return images.contiguous(memory_format=self.memory_format)

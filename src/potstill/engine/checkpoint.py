@@ -154,19 +154,27 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     header: dict[str, Any],
+    rng: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Everything needed to continue training exactly where it stopped."""
+    """Everything needed to continue training exactly where it stopped. `rng`: the RNG states to
+    keep (under torchrun every rank's, engine/distributed.py); None: this process's."""
     tensors = {f"model.{k}": v for k, v in module.state_dict().items()}
     optimizer_tensors, optimizer_header = _flatten_optimizer(optimizer)
     tensors.update(optimizer_tensors)
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    if rng is not None:
+        tensors.update(rng)
+    else:
+        tensors["rng.cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
     full_header = {**header, "optimizer": optimizer_header, "scheduler": scheduler.state_dict()}
     save_tensors(path, tensors, full_header)
 
 
-def load_training_state(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+def load_training_state(path: Path, module: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                        rank: int = 0) -> dict[str, Any]:
+    """Restore what save_training_state kept; `rank`: whose RNG state to take (a torchrun rank's
+    own when the checkpoint holds it, else rank 0's)."""
     tensors, header = load_tensors(path)
     if "optimizer" not in header or "scheduler" not in header:
         raise PotstillError(f"{path} is not a potstill training checkpoint; start a new run instead of resuming")
@@ -175,9 +183,10 @@ def load_training_state(path: Path, module: nn.Module, optimizer: torch.optim.Op
     optimizer_tensors = {f"optimizer.{k}": v for k, v in split.get("optimizer", {}).items()}
     optimizer.load_state_dict(_unflatten_optimizer(optimizer_tensors, header["optimizer"]))
     scheduler.load_state_dict(header["scheduler"])
-    torch.set_rng_state(tensors["rng.cpu"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    torch.set_rng_state(tensors.get(f"rng.cpu.rank{rank}", tensors["rng.cpu"]))
+    cuda = tensors.get(f"rng.cuda.rank{rank}", tensors.get("rng.cuda"))
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(cuda)
     return header
 
 

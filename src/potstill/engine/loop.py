@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from potstill.data import BatchLoader
+from potstill.engine import distributed
 from potstill.engine.checkpoint import guarded, load_training_state, save_tensors, save_training_state
 from potstill.engine.guard import balance_judged, dominance_warning, term_names
 from potstill.engine.optim import build_optimizer, build_scheduler
@@ -68,9 +69,13 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
 
     epochs_done = 0
     if resume and checkpoint.is_file():
-        epochs_done = load_training_state(checkpoint, module, optimizer, scheduler)["epochs_done"]
+        epochs_done = load_training_state(checkpoint, module, optimizer, scheduler, distributed.rank())["epochs_done"]
         reporter.message(f"{stage.name}: resuming after epoch {epochs_done} from {checkpoint}")
-    run.forget_after(stage.name, epochs_done)
+    else:
+        distributed.seed_rank(stage.seed)
+    if distributed.is_main():
+        run.forget_after(stage.name, epochs_done)
+    distributed.broadcast_module(module)  # under torchrun every rank starts from rank 0's weights
     # the balance of terms is judged once per stage (guard.py); a resumed stage that was judged stays quiet
     judged = any(balance_judged(record) for record in run.records() if record.get("stage") == stage.name)
 
@@ -78,10 +83,14 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
     try:
         for epoch in range(epochs_done, stage.spec.epochs):
             record = train_epoch(stage, optimizer, scheduler, epoch, checkpoint, reporter)
+            distributed.sync_buffers(module)  # every rank now holds the model rank 0 evaluates and saves
+            check_finite_weights(stage.name, epoch, module, checkpoint)
+            if not distributed.is_main():  # rank 0 alone evaluates, logs and saves
+                distributed.random_states()  # this rank's part of gathering every rank's RNG state
+                continue
             record.update(stage.evaluate(stage.task.model))
             for name, model in stage.task.reported_models().items():
                 record.update({f"{name}_{key}": value for key, value in stage.evaluate(model).items()})
-            check_finite_weights(stage.name, epoch, module, checkpoint)
             warning = None
             if not judged and balance_judged(record):
                 judged, warning = True, dominance_warning(stage.name, record)
@@ -89,7 +98,8 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
                 record["warnings"] = [warning]
             run.log(record)
             header = {"stage": stage.name, "epochs_done": epoch + 1, **stage.stamp}
-            guarded(lambda header=header: save_training_state(checkpoint, module, optimizer, scheduler, header), checkpoint)
+            rng = distributed.random_states()  # every rank's, for an exact resume
+            guarded(lambda header=header, rng=rng: save_training_state(checkpoint, module, optimizer, scheduler, header, rng=rng), checkpoint)
             reporter.epoch_end(describe(record, stage.spec.epochs))
             if warning is not None:
                 reporter.message(f"warning: {warning}")
@@ -97,7 +107,15 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
                 callback(stage.name, epoch + 1, record)
     finally:
         reporter.stage_end()
+    if distributed.is_main():
+        save_models(stage, folder)
+    distributed.barrier()  # later stages (and other ranks) read what rank 0 saved
+    return stage.task.model
 
+
+def save_models(stage: Stage, folder) -> None:
+    """The trained model, what the task exports beside it, and the whole module when it holds more."""
+    module = stage.task.module
     model_path = folder / "model.safetensors"
     header = {"stage": stage.name, "epochs": stage.spec.epochs, **stage.stamp}
     # each weights file records its model's input preprocessing, applied again by whatever loads it
@@ -110,7 +128,6 @@ def fit(stage: Stage, run: RunDir, reporter: Reporter, resume: bool = False) -> 
     if module is not stage.task.model:  # adapters and loss state: saved with the run, not exported
         module_path = folder / "module.safetensors"
         guarded(lambda: save_tensors(module_path, module.state_dict(), header), module_path)
-    return stage.task.model
 
 
 def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, reporter: Reporter) -> dict:
@@ -129,13 +146,16 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
             loss = sum(result.terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        share = loader.share(step)  # under torchrun: this rank's part of the batch (1.0 when parts are equal)
+        distributed.average_gradients(optimizer, share)
         if spec.grad_clip:
             for group in optimizer.param_groups:  # each model of the stage clipped on its own
                 nn.utils.clip_grad_norm_(group["params"], spec.grad_clip)
         optimizer.step()
         scheduler.step()
+        weight = share / distributed.world_size()  # summed over ranks, a part's mean counts as its share
         for name, term in result.terms.items():
-            totals[name] = totals.get(name, 0.0) + term.detach().float()
+            totals[name] = totals.get(name, 0.0) + term.detach().float() * weight
         if result.logits is not None:
             scored = result.scored if result.scored is not None else batch  # e.g. the student's own samples (gkd)
             hits, counted = stage.measures.step_counts(result.logits, scored)
@@ -143,12 +163,14 @@ def train_epoch(stage: Stage, optimizer, scheduler, epoch: int, checkpoint, repo
             seen += counted
         if (step + 1) % check_every == 0 or step + 1 == len(loader):
             value = float(loss.detach())
-            if not all(math.isfinite(float(total)) for total in totals.values()):
+            if not distributed.everywhere(all(math.isfinite(float(total)) for total in totals.values())):
                 raise non_finite(stage.name, epoch, step, check_every, result.terms, checkpoint)
             reporter.advance(f"loss {value:.4f}", steps=step + 1 - reported)
             reported = step + 1
     steps = len(loader)
     seconds = time.perf_counter() - start
+    *summed, correct, seen = distributed.add_up([*totals.values(), correct, torch.tensor(seen)])
+    totals, seen = dict(zip(totals, summed)), int(seen)
     record = {
         "stage": stage.name,
         "epoch": epoch + 1,

@@ -91,6 +91,9 @@ class DistillationLoss(nn.Module):
     needs_teacher: ClassVar[bool] = True  # False for a virtual teacher (label smoothing as KD)
     default_weight: ClassVar[float] = 1.0  # the paper's weight, used when the recipe leaves the weight null
     min_pairs: ClassVar[int] = 1  # layer pairs the loss needs (FSP: 2, a matrix between two layers)
+    # why it cannot run under torchrun yet ("": it can), where each process holds only its part of
+    # every batch: e.g. it compares the batch's samples with each other (engine/distributed.py)
+    single_process: ClassVar[str] = ""
 
     def setup(self, probe: Probe) -> None:
         """Build adapters and buffers from a dry run; called once before training."""

@@ -49,6 +49,7 @@ class Scheme:
     staged: ClassVar[bool] = False  # it runs the recipe's preparation and init stages (distill.init_epochs)
     refines: ClassVar[bool] = False  # it runs phase 3 (refine.epochs) on its result
     initialises: ClassVar[bool] = False  # it starts the student from the teacher's weights (student.init)
+    single_process: ClassVar[str] = ""  # why it cannot run under torchrun yet ("": it can; engine/distributed.py)
     final_role: str = "student"  # the report row that answers "did distillation pay off?"
 
     @property

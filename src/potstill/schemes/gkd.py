@@ -99,6 +99,7 @@ class GKD(Offline):
     cache = False  # the teacher scores sequences that exist only during training
     staged = False
     refines = False
+    single_process = "its losses average over tokens, which the processes' parts of a batch hold unequally"
 
     def __init__(self, lmbda: float = 0.5, prompt_tokens: int | None = None, max_new_tokens: int = 64,
                  temperature: float = 1.0, top_p: float = 1.0) -> None:

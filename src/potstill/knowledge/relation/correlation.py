@@ -39,6 +39,7 @@ class CorrelationCongruence(DistillationLoss):
     """Match Taylor-approximated RBF correlation matrices of the batch's embeddings (Peng et al. ICCV 2019)."""
 
     kind = "relation"
+    single_process = "it correlates the batch's samples with each other"
     pairing = "embedding"
     default_weight = 1.0
 

@@ -43,6 +43,7 @@ class CRD(DistillationLoss):
     """Contrastive representation distillation with memory banks and NCE (Tian et al. ICLR 2020)."""
 
     kind = "relation"
+    single_process = "its memory bank of negatives changes with every step's samples"
     pairing = "embedding"
     default_weight = 0.8
 

@@ -38,6 +38,7 @@ class IRG(DistillationLoss):
     """Match instance relationship graphs (logits, distance matrices, their change across layers) (Liu et al. CVPR 2019)."""
 
     kind = "relation"
+    single_process = "it compares distances between the batch's samples"
     pairing = "stages"
     modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 1.0

@@ -32,6 +32,7 @@ class PKT(DistillationLoss):
     """KL between teacher and student cosine-kernel neighbour distributions (Passalis & Tefas ECCV 2018)."""
 
     kind = "relation"
+    single_process = "it compares probabilities over pairs of the batch's samples"
     pairing = "embedding"
     default_weight = 30000.0
 

@@ -61,6 +61,7 @@ class RKD(DistillationLoss):
     """Match normalised pairwise distances and triplet angles of the batch (Park et al. CVPR 2019)."""
 
     kind = "relation"
+    single_process = "it compares distances and angles between the batch's samples"
     pairing = "embedding"
     default_weight = 1.0
 

@@ -28,6 +28,7 @@ class SimilarityPreserving(DistillationLoss):
     """Match the batch's row-normalised activation similarity matrices (Tung & Mori ICCV 2019)."""
 
     kind = "relation"
+    single_process = "it compares similarities between the batch's samples"
     pairing = "last_stage"
     modality = "image"  # compares feature maps or conv stages; transformers have their own losses (knowledge/transformer)
     default_weight = 3000.0

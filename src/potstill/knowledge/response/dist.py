@@ -27,6 +27,8 @@ def row_pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Te
 class DIST(DistillationLoss):
     """Inter- and intra-class Pearson correlation of softened predictions (Huang et al. NeurIPS 2022)."""
 
+    single_process = "its intra-class term correlates each class's predictions across the batch"
+
     def __init__(self, temperature: float = 1.0, inter_weight: float = 1.0, intra_weight: float = 1.0) -> None:
         super().__init__()
         check_positive("dist", temperature=temperature)

@@ -44,6 +44,7 @@ class DistilBERT(DistillationLoss):
     """Soft targets at T (KL * T^2) plus 1 - cosine of the last hidden states (Sanh et al. 2019)."""
 
     kind = "feature"
+    single_process = "it averages over the batch's tokens, which the processes' parts hold unequally"
     pairing = "last_layer"
     modality = "text"
 

@@ -38,6 +38,7 @@ class TinyBERTAttention(DistillationLoss):
     """Sum over mapped layers of the per-head MSE between attention maps, real tokens only (Jiao et al. 2020)."""
 
     kind = "feature"
+    single_process = "it averages over the batch's tokens, which the processes' parts hold unequally"
     pairing = "attentions"
     modality = "text"
 

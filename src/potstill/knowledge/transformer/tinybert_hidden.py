@@ -26,6 +26,7 @@ class TinyBERTHidden(DistillationLoss):
     """Sum over mapped layers of MSE(H_S W_h, H_T) over real tokens, one shared W_h (Jiao et al. 2020)."""
 
     kind = "feature"
+    single_process = "it averages over the batch's tokens, which the processes' parts hold unequally"
     pairing = "layers"
     modality = "text"
     label = "tinybert_hidden"  # the registered name, for messages (tinybert_embedding is this loss on one pair)
