@@ -65,9 +65,12 @@ class Runner(CacheSteps):
             "processes": distributed.world_size(),  # torchrun's world size; 1 without it
         }
 
-    def stage(self, name: str, task, spec: TrainSpec, evaluate=None, views: torch.Tensor | None = None) -> nn.Module:
+    def stage(self, name: str, task, spec: TrainSpec, evaluate=None, views: torch.Tensor | None = None,
+              loader=None) -> nn.Module:
         """Train a stage, or load it if a previous (resumed) run already finished it. `views`: the
-        view bank of a teacher cache, replayed by the loader."""
+        view bank of a teacher cache, replayed by the loader. `loader`: the stage's own batches in
+        place of the training split's (a subset of classes, synthetic inputs); anything with
+        `len()`, `batches(epoch)`, `device` and `share(step)`."""
         if self.resume and self.load_finished(name, task):
             return task.model
         seed, engine = self.recipe.seed, self.recipe.engine
@@ -82,7 +85,8 @@ class Runner(CacheSteps):
         if engine.compile:
             task.compile()
         torch.manual_seed(seed)
-        loader = self.bench.train_loader(seed, views=views, channels_last=engine.channels_last)
+        if loader is None:
+            loader = self.bench.train_loader(seed, views=views, channels_last=engine.channels_last)
         stage = Stage(name, task, spec, loader, evaluate or self.bench.evaluate, seed, self.callbacks, engine, recipe_stamp(self.recipe),
                       self.bench.measures)
         return fit(stage, self.run, self.reporter, resume=self.resume)

@@ -25,8 +25,12 @@ class Workshop(Protocol):
     run: RunDir
     bench: Workbench
 
-    def stage(self, name: str, task: Task, spec: TrainSpec, evaluate=None, views: torch.Tensor | None = None) -> nn.Module:
-        """Train one stage (a Task, in the one training loop), or load it when a resumed run finished it."""
+    def stage(self, name: str, task: Task, spec: TrainSpec, evaluate=None, views: torch.Tensor | None = None,
+              loader=None) -> nn.Module:
+        """Train one stage (a Task, in the one training loop), or load it when a resumed run finished it.
+        `evaluate`: the held-out measure of the task's model (default: top-1 on the data's splits);
+        `loader`: the stage's own batches (len(), batches(epoch), device, share(step)) in place of the
+        training split's."""
 
     def teacher(self, spec: TeacherSpec | None = None, stage: str = "teacher", seed: int | None = None) -> nn.Module:
         """The recipe's teacher (or `spec`), loaded from its checkpoint or trained in stage `stage`."""
