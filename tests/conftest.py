@@ -26,6 +26,25 @@ def fashion_mnist_root() -> Path:
     return FMNIST
 
 
+def pytest_collection_modifyitems(items):
+    """The docs test's results are collected last: its files are read in the background from the start
+    (docs_read_in_background), so the rest of the suite runs meanwhile instead of waiting for them."""
+    waiting = [item for item in items if getattr(item, "originalname", "") == "test_every_block_runs_as_written"]
+    items[:] = [item for item in items if item not in waiting] + waiting
+
+
+@pytest.fixture(scope="session", autouse=True)
+def docs_read_in_background(request, tmp_path_factory):
+    """The docs test (tests/docs/test_snippets.py) runs each markdown file's commands in subprocesses;
+    they start with the session and overlap with the other tests instead of running last."""
+    from tests.docs.test_snippets import start_reading
+
+    pool = start_reading(request.session, tmp_path_factory)
+    yield
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def tiny_recipe(**changes) -> dict:
     """A distil recipe that runs in about a second: synthetic 8x8 data, small CNN -> MLP."""
     recipe = {

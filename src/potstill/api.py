@@ -34,6 +34,7 @@ from potstill.engine.progress import Reporter
 from potstill.engine.run import RunDir
 from potstill.engine.task import Supervised
 from potstill.errors import PotstillError
+from potstill.model_io import field_of
 from potstill.pipeline import Runner
 from potstill.preprocess import Preprocessing, attach, attached, detach
 from potstill.report import render_table
@@ -136,7 +137,7 @@ def checked_run(settings: dict[str, Any], models: list[tuple[str, nn.Module]], t
     before = {role: attached(model) for role, model in models}
     # auto: what potstill attached before (a model from potstill.train or load_model), else none
     chosen = {role: before[role] or Preprocessing() if preprocess[role] == "auto" else
-              resolve_preprocessing(preprocess[role], bench, role) for role, model in models}
+              resolve_preprocessing(preprocess[role], bench, role, field_of(model)) for role, model in models}
     with run_folder(run_dir) as folder:
         run = RunDir(folder)
         run.create(resume=False)

@@ -18,6 +18,7 @@ from potstill.data.lm import LMData
 from potstill.data.registry import RawData
 from potstill.data.tokens import TokenData
 from potstill.errors import PotstillError
+from potstill.model_io import field_of
 from potstill.recipe import Recipe
 from potstill.workbench import Workbench, dry_run, resolve_device
 
@@ -98,12 +99,20 @@ def reshape_hint(features: int) -> str:
 
 def probe(model: nn.Module, role: str, data: Given, device: torch.device) -> torch.Tensor:
     """One forward pass on two samples: the model must take the data and return (B, K) logits."""
+    held = data.data.image_fields if data.data is not None else ("input",)
+    if field_of(model) not in held:  # a teacher made to read another modality (cross-modal)
+        raise PotstillError(
+            f"the {role} reads `{field_of(model)}` but {data.role} has only {', '.join(held)}; pass paired data as "
+            "potstill.ArrayData(images, labels, num_classes, teacher_inputs=...) for train_data and test_data"
+        )
     sample = to_unit_float(data.images[:2]).to(device)  # (B, C, H, W)
+    if data.data is not None and data.data.teacher_inputs is not None:  # paired: every field by name (cross-modal)
+        sample = {name: value.to(device) for name, value in data.data.fields(torch.arange(min(2, len(data.data)))).items()}
     if data.flat:
         fix = f"give the data the (N, C, H, W) shape the {role} was built for, e.g. {reshape_hint(data.given_shape[1])}"
     else:
         fix = (f"give the data the shape the {role} was built for, "
-               f"or build the {role} for input_shape={tuple(sample.shape[1:])}")
+               f"or build the {role} for input_shape={tuple(data.images.shape[1:])}")
     return dry_run(model, role, sample, data.describe(), fix)
 
 

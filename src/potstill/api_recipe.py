@@ -27,7 +27,7 @@ from potstill.config.schema import schema_fields
 from potstill.errors import PotstillError
 from potstill.recipe import DataSpec, DistillSpec, ModelSpec, Recipe, TrainSpec
 
-DATA_FROM_ARGUMENTS = ("name", "root", "args", "test_fraction")  # the data is the arguments themselves
+DATA_FROM_ARGUMENTS = ("name", "root", "args", "test_fraction", "train_data")  # the data is the arguments themselves
 TOP = ("name", "seed", "device", "engine", "scheme", "report")
 
 

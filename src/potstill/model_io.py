@@ -14,7 +14,9 @@ state_dict); a model without one is called the plain way:
     any other batch              model({name: tensor, ...})         -> logits tensor (or an object with .logits)
 
 Hugging Face models (potstill's `hf` builders, or any transformers model handed in from Python)
-get `KeywordIO`: model(input_ids=..., attention_mask=...).logits.
+get `KeywordIO`: model(input_ids=..., attention_mask=...).logits. A model that reads another field
+of the batch as its input (the teacher of cross-modal distillation reads `teacher_input`, the
+student `input`) gets `FieldIO`: model(batch[field]); the recipe chooses it with `model.input`.
 """
 
 from __future__ import annotations
@@ -96,6 +98,24 @@ class BatchIO(ModelIO):
 
 
 
+@dataclass(frozen=True)
+class FieldIO(ModelIO):
+    """The model reads batch[field] (B, C, H, W) as its input: a second modality of paired data
+    (cross-modal distillation: the teacher sees `teacher_input`, the student `input`)."""
+
+    field: str = "input"
+
+    def __call__(self, forward: Callable, batch: dict[str, torch.Tensor]) -> object:
+        if self.field not in batch:
+            held = ", ".join(model_inputs(batch))
+            raise PotstillError(
+                f"the model reads `{self.field}` from each batch, but the batch holds only {held}; use paired data "
+                f"that carries `{self.field}` (e.g. dataset fashion_mnist_pair, or ArrayData(..., teacher_inputs=...)) "
+                "or let the model read `input` (model.input: input)"
+            )
+        return forward(batch[self.field])
+
+
 PLAIN = ModelIO()
 KEYWORDS = KeywordIO()
 WHOLE_BATCH = BatchIO()
@@ -104,6 +124,21 @@ WHOLE_BATCH = BatchIO()
 def attach_io(model: nn.Module, io: ModelIO) -> nn.Module:
     object.__setattr__(model, ATTRIBUTE, io)  # a plain attribute: not a submodule, not saved
     return model
+
+
+def read_field(model: nn.Module, field: str) -> nn.Module:
+    """Make `model` read batch[field] as its input; "input" removes a FieldIO (its own convention again)."""
+    if field != "input":
+        return attach_io(model, FieldIO(field))
+    if isinstance(getattr(model, ATTRIBUTE, None), FieldIO):
+        object.__delattr__(model, ATTRIBUTE)
+    return model
+
+
+def field_of(model: nn.Module) -> str:
+    """The batch field an image model reads: `input`, or its FieldIO's field."""
+    io = io_of(model)
+    return io.field if isinstance(io, FieldIO) else "input"
 
 
 def io_of(model: nn.Module) -> ModelIO:

@@ -364,7 +364,7 @@ class Runner(CacheSteps):
             spec = (teacher.model if teacher else None) if role == "teacher" else self.recipe.student
         if spec is None:  # a model handed in from Python
             return {"name": type(model).__name__, "args": {}}
-        return {"name": spec.name, "args": spec.args}
+        return {"name": spec.name, "args": spec.args} | ({"input": spec.input} if spec.input != "input" else {})
 
     def stage_times(self) -> dict[str, float]:
         times: dict[str, float] = {}

@@ -33,6 +33,10 @@ class DataSpec:
     eval_batch_size: int = option(1000, "batch size for evaluation", min=1, max=BATCH_MAX)
     hflip: bool = option(False, "random horizontal flip of training images (p = 0.5), done on the batch")
     crop_padding: int = option(0, "random crop after zero padding by this many pixels (0 = off)", min=0, max=CROP_PADDING_MAX)
+    train_data: Literal["dataset", "none"] = option(
+        "dataset", "dataset: train on the training split; none: no training images at all, only the test split is read "
+        "(a data-free scheme, dafl, dfad or deep_inversion, with a teacher checkpoint; docs/data-free.md)"
+    )
 
     def check(self) -> list[str]:
         return name_problem("name", self.name)
@@ -113,6 +117,10 @@ class ModelSpec:
     name: str = option(REQUIRED, "registered model (`potstill list models`)")
     args: dict[str, Any] = option(help="keyword arguments of the model builder, checked against its signature", factory=dict)
     preprocess: Union[Literal["auto", "none", "dataset"], NormaliseSpec] = option("auto", PREPROCESS_HELP)
+    input: str = option(
+        "input", "the batch field this model reads: input (the data's images), or teacher_input of a paired dataset "
+        "(cross-modal distillation: the teacher sees another modality of each sample than the student; docs/cross-modal.md)"
+    )
     init: Optional[InitSpec] = option(None, "student only: start from the teacher's weights (layer and weight selection); null = random")
     prune: Optional[PruneSpec] = option(
         None, "student only: start from a trained model of the same architecture, pruned (docs/compression.md); null = no pruning"
@@ -123,7 +131,9 @@ class ModelSpec:
     )
 
     def check(self) -> list[str]:
-        problems = name_problem("name", self.name)
+        problems = name_problem("name", self.name) + name_problem("input", self.input)
+        if self.input in ("target", "index", "view"):
+            problems.append(f"input: `{self.input}` is a batch's bookkeeping, not a model input; give input or teacher_input")
         if self.init is not None and self.prune is not None:
             problems.append("prune: a pruned student starts from the pruned source's weights, so init has nothing to do; "
                             "remove init or prune")

@@ -43,6 +43,7 @@ def saved_models(runner: Runner):
             yield row["role"], row["title"], None, None
             continue
         path = Path(weights) if Path(weights).is_absolute() else runner.run.path / weights
-        model = runner.build(ModelSpec(architecture["name"], architecture.get("args", {})), row["role"])
+        spec = ModelSpec(architecture["name"], architecture.get("args", {}), input=architecture.get("input", "input"))
+        model = runner.build(spec, row["role"])
         model = replay(model, architecture.get("prune"), example_input(runner.bench.splits.input_shape, runner.bench.device))
         yield row["role"], row["title"], runner.load_weights(model, path, row["role"]), path

@@ -16,11 +16,13 @@ from potstill.engine.weights import load_weights, teacher_weights_file
 from potstill.errors import PotstillError
 from potstill.knowledge.wiring import build_terms
 from potstill.knowledge import LOSSES
+from potstill.model_io import read_field
 from potstill.models import MODELS, check_model_size, create_model, model_modality
 from potstill.preprocess import Preprocessing, attach
 from potstill.recipe import ModelSpec, Recipe
 from potstill.runner_cache import text_layer_cache_error
 from potstill.schemes import create_scheme, needs_teacher
+from potstill.schemes.data_free import train_data_problem
 from potstill.workbench import Workbench, resolve_device
 
 
@@ -52,6 +54,9 @@ def preflight(recipe: Recipe, command: str) -> None:
     """Check every name and argument the recipe uses before any data is read or model trained."""
     DATASETS.get(recipe.data.name)
     DATASETS.check_kwargs(recipe.data.name, recipe.data.args, where="data.args")
+    no_training_data = train_data_problem(recipe, command)  # data.train_data: none
+    if no_training_data is not None:
+        raise PotstillError(no_training_data)
     if command == "train" and recipe.teacher is None and recipe.scheme.teachers:
         raise PotstillError(
             "the recipe's teachers are in scheme.teachers: `potstill distill RECIPE` trains those without a checkpoint "
@@ -67,12 +72,14 @@ def preflight(recipe: Recipe, command: str) -> None:
     models = [(recipe.teacher.model, "teacher")] if recipe.teacher is not None else []
     if command != "distill":
         check_modality(models, [], recipe.data.name, modality, dataset_task(recipe.data.name))
+        check_declared_fields(models, recipe.data.name)
         return
     terms = build_terms(recipe.distill, recipe.train.epochs)
     models += [(recipe.student, "student")] if recipe.student is not None else []
     models += [(spec.model, f"scheme.teachers[{i}]") for i, spec in enumerate(recipe.scheme.teachers)]
     models += [(spec, f"scheme.{key}[{i}]") for key in ("peers", "assistants") for i, spec in enumerate(getattr(recipe.scheme, key))]
     check_modality(models, terms, recipe.data.name, modality, dataset_task(recipe.data.name))
+    check_declared_fields(models, recipe.data.name)
     layer_terms = [term.name for term in terms if type(term.loss).pairing != "none"]
     if modality == "text" and recipe.distill.cache.enabled is True and layer_terms:
         raise text_layer_cache_error(layer_terms)
@@ -140,14 +147,38 @@ def build_model(spec: ModelSpec, bench: Workbench, role: str, seed: int) -> nn.M
     check_model_spec(spec, role)
     torch.manual_seed(seed)  # baseline and distilled student start from the same weights
     model = create_model(spec.name, input_shape=bench.splits.input_shape, num_classes=bench.splits.num_classes, **spec.args)
-    model = attach(model.to(bench.device), resolve_preprocessing(spec.preprocess, bench, role))
+    check_input_field(spec.input, bench, role)
+    model = attach(model.to(bench.device), resolve_preprocessing(spec.preprocess, bench, role, spec.input))
+    read_field(model, spec.input)  # the teacher of cross-modal distillation reads teacher_input
     bench.check_model(model, role)
     return model
 
 
-def resolve_preprocessing(value: Any, bench: Workbench, role: str) -> Preprocessing:
-    """A recipe's `preprocess` value as numbers: none, dataset (and auto), or a given mean/std.
-    Text models take token ids: their preprocessing is the tokenizer (data.args.tokenizer)."""
+def check_input_field(field: str, bench: Workbench, role: str) -> None:
+    """A model reading another field than `input` needs data that carries it (a paired dataset)."""
+    missing_field(field, tuple(getattr(bench.splits.train, "image_fields", ())), f"{bench.splits.name}'s data", role)
+
+
+def check_declared_fields(models: list[tuple[ModelSpec, str]], dataset: str) -> None:
+    """Before the data is read: the fields a registered dataset declares (paired: input, teacher_input)."""
+    held = getattr(DATASETS.get(dataset), "fields", ("input",))
+    for spec, role in models:
+        missing_field(spec.input, held, f"dataset '{dataset}'", role)
+
+
+def missing_field(field: str, held: tuple[str, ...], where: str, role: str) -> None:
+    if field != "input" and field not in held:
+        raise PotstillError(
+            f"the {role} reads `{field}` but {where} has only {', '.join(held) or 'token ids'}; use a paired dataset "
+            "(fashion_mnist_pair, digits_pair) or your own pair (arrays t_train/t_test, or potstill.ArrayData(..., "
+            f"teacher_inputs=...)), or let the {role} read `input` (its model's input key)"
+        )
+
+
+def resolve_preprocessing(value: Any, bench: Workbench, role: str, field: str = "input") -> Preprocessing:
+    """A recipe's `preprocess` value as numbers: none, dataset (and auto: the statistics of the field
+    the model reads), or a given mean/std. Text models take token ids: their preprocessing is the
+    tokenizer (data.args.tokenizer)."""
     if bench.splits.modality == "text":
         if value not in ("auto", "none"):
             raise PotstillError(
@@ -158,7 +189,8 @@ def resolve_preprocessing(value: Any, bench: Workbench, role: str) -> Preprocess
     if value == "none":
         return Preprocessing(source="recipe")
     if value in ("dataset", "auto"):
-        return Preprocessing(tuple(bench.splits.mean), tuple(bench.splits.std), "dataset")
+        mean, std = bench.splits.statistics(field)
+        return Preprocessing(tuple(mean), tuple(std), "dataset" if field == "input" else f"dataset {field}")
     given = Preprocessing(tuple(value.mean), tuple(value.std), "given")
     given.check_channels(bench.splits.input_shape[0], role)
     return given
@@ -170,6 +202,9 @@ def check_before_writing(recipe: Recipe, bench: Workbench) -> None:
     every teacher checkpoint loads into its architecture with finite values."""
     named = [("teacher", recipe.teacher)] + [(f"scheme.teachers[{i}]", spec) for i, spec in enumerate(recipe.scheme.teachers)]
     models = [spec.model for _, spec in named if spec is not None] + [recipe.student] * (recipe.student is not None)
+    roles = [key for key, spec in named if spec is not None] + ["student"] * (recipe.student is not None)
+    for spec, role in zip(models, roles):  # a field the files turned out not to hold (arrays without t_train)
+        check_input_field(spec.input, bench, role)
     for spec in models + list(recipe.scheme.peers) + list(recipe.scheme.assistants):
         check_model_size(spec.name, {"input_shape": bench.splits.input_shape, "num_classes": bench.splits.num_classes,
                                      **spec.args})

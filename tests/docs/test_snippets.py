@@ -44,6 +44,8 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 VENV_BIN = Path(sys.executable).parent
 FMNIST_FILE = FMNIST / "train-images-idx3-ubyte.gz"  # as tests/conftest.py checks
 COMMAND_TIMEOUT = 600  # seconds; a reduced-budget step takes seconds
+# the environment at import: the docs run while other tests monkeypatch os.environ (COLUMNS, cache folders)
+START_ENV = dict(os.environ)
 # what a YAML fragment (no `name:`) is merged into before it is validated
 MINIMAL_RECIPE = {
     "name": "docs_fragment",
@@ -83,8 +85,8 @@ class Reader:
         (scratch / ".venv" / ".installed").touch()
 
     def env(self, budget: list[str]) -> dict[str, str]:
-        path = f"{self.scratch / '.docs-bin'}{os.pathsep}{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-        return {**os.environ, "PATH": path, "OMP_NUM_THREADS": "1", "DOCS_TEST_BUDGET": " ".join(budget)}
+        path = f"{self.scratch / '.docs-bin'}{os.pathsep}{VENV_BIN}{os.pathsep}{START_ENV.get('PATH', '')}"
+        return {**START_ENV, "PATH": path, "OMP_NUM_THREADS": "1", "DOCS_TEST_BUDGET": " ".join(budget)}
 
     def run(self, block: Block, command: list[str] | str, budget: list[str] = ()) -> bool:
         """Run one command in the scratch folder; record a failure naming the block."""
@@ -230,23 +232,31 @@ def read(doc: Path, scratch: Path) -> Reader:
     return reader
 
 
-@pytest.fixture(scope="module")
-def readings(request, tmp_path_factory):
-    """The selected markdown files, read concurrently (the longest first); doc -> Future[Reader]."""
-    selected = [item.callspec.params["doc"] for item in request.session.items
+def start_reading(session, tmp_path_factory) -> ThreadPoolExecutor | None:
+    """Start reading the selected markdown files in background threads (the longest first), at the
+    start of the session (tests/conftest.py), so their commands, which run in subprocesses, overlap
+    with the rest of the suite. Each doc's Future[Reader] is kept in READINGS; returns the pool
+    (None when no docs test is selected)."""
+    selected = [item.callspec.params["doc"] for item in session.items
                 if getattr(item, "originalname", "") == "test_every_block_runs_as_written"]
     runnable = [doc for doc in selected if FMNIST_FILE.is_file() or not needs_fashion_mnist(doc)]
+    if not runnable:
+        return None
     runnable.sort(key=lambda doc: sum(len(b.command_lines()) if b.kind == "shell" else b.kind == "python"
                                       for b in blocks(doc)), reverse=True)
-    with ThreadPoolExecutor(WORKERS) as pool:
-        yield {doc: pool.submit(read, doc, tmp_path_factory.mktemp(doc.stem)) for doc in runnable}
+    pool = ThreadPoolExecutor(WORKERS)
+    READINGS.update({doc: pool.submit(read, doc, tmp_path_factory.mktemp(doc.stem)) for doc in runnable})
+    return pool
+
+
+READINGS: dict = {}  # doc -> Future[Reader], filled by start_reading
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
-def test_every_block_runs_as_written(doc, readings, request):
+def test_every_block_runs_as_written(doc, request):
     if needs_fashion_mnist(doc):
         request.getfixturevalue("fashion_mnist_root")  # skipped without the data, failed with POTSTILL_REQUIRE_DATA=1
-    reader = readings[doc].result()
+    reader = READINGS[doc].result()
     for where, seconds in reader.seconds:
         print(f"{seconds:6.1f} s  {where}")
     for skipped in reader.skipped:

@@ -30,6 +30,20 @@ SCHEME_RECIPES = {
     "multi_teacher": lambda: without_teacher(tiny_recipe(
         scheme={"name": "multi_teacher", "args": {"combine": "confidence"}, "teachers": [TEACHER, MLP_TEACHER]})),
     "assistant": lambda: tiny_recipe(scheme={"name": "assistant", "assistants": [{"name": "mlp", "args": {"hidden": [32]}}]}),
+    "bss": lambda: tiny_recipe(scheme={"name": "bss", "args": {"samples": 8, "iterations": 3}}),
+    # data-free: a few synthetic batches per epoch, no labels (alpha 0)
+    "dafl": lambda: tiny_recipe(scheme={"name": "dafl", "args": {"steps_per_epoch": 3, "width": 8}},
+                                distill={"alpha": 0.0, "temperature": 1.0, "teacher_check": "warn"}),
+    "dfad": lambda: tiny_recipe(scheme={"name": "dfad", "args": {"steps_per_epoch": 3, "width": 8}},
+                                distill={"loss": "logit_l1", "alpha": 0.0, "teacher_check": "warn"}),
+    "deep_inversion": lambda: tiny_recipe(scheme={"name": "deep_inversion", "args": {"steps_per_epoch": 2, "iterations": 3}},
+                                          distill={"alpha": 0.0, "teacher_check": "warn"}),
+    "cross_modal": lambda: tiny_recipe(
+        scheme={"name": "cross_modal"}, data={"name": "digits_pair", "train_size": 240, "batch_size": 32, "hflip": True},
+        teacher={**TEACHER, "model": {**TEACHER["model"], "input": "teacher_input"}}),
+    "lwf": lambda: without_teacher(tiny_recipe(
+        scheme={"name": "lwf", "args": {"num_tasks": 3, "replay_per_class": 2}},
+        distill={"temperature": 2.0, "alpha": 1.0, "beta": 0.25})),
 }
 
 

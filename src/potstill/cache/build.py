@@ -204,8 +204,9 @@ def teacher_pass(job: CacheJob, index: torch.Tensor, params: torch.Tensor) -> tu
     """The teacher's logits and taps for samples `index`, images shown in views `params` (B, 3);
     the teacher's own preprocessing (a forward pre-hook) normalises them, as in training."""
     batch = {name: value.to(job.device) for name, value in job.data.fields(index).items()}
-    if job.data.modality == "image":  # the stored view of each image
-        batch["input"] = job.augment.apply(batch["input"], params.to(job.device))
+    if job.data.modality == "image":  # the stored view of each image (and of its paired modality)
+        for name in getattr(job.data, "image_fields", ("input",)):
+            batch[name] = job.augment.apply(batch[name], params.to(job.device))
     job.teacher.eval()
     with torch.inference_mode(), job.teacher_taps.capture() as features:
         logits = call_model(job.teacher, batch).float()

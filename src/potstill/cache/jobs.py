@@ -10,6 +10,7 @@ from torch import nn
 from potstill.cache.build import CacheJob
 from potstill.cache.fingerprint import fingerprint
 from potstill.data import Augment
+from potstill.model_io import field_of
 from potstill.preprocess import preprocessing_of
 from potstill.recipe import CacheSpec, ModelSpec, Recipe
 from potstill.workbench import Workbench
@@ -33,7 +34,7 @@ def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[st
     views = {"count": spec.views, "seed": spec.view_seed, "hflip": data.hflip, "crop_padding": data.crop_padding}
     outputs = {"top_k": spec.top_k, "dtype": spec.dtype, "taps": list(taps)}
     stamp = fingerprint(
-        teacher={"architecture": architecture, "preprocessing": preprocessing_of(teacher).header()},
+        teacher={"architecture": architecture, "preprocessing": preprocessing_of(teacher).header()} | reads(teacher),
         teacher_state=teacher.state_dict(), data={"dataset": bench.splits.name} | tokenizer_of(train),
         inputs=train.content(), targets=train.targets, views=views, outputs=outputs,
     )
@@ -43,6 +44,12 @@ def make_job(recipe: Recipe, bench: Workbench, teacher: nn.Module, taps: list[st
         shard_size=spec.shard_size, workers=spec.workers, batch_size=data.batch_size, device=bench.device,
         fingerprint=stamp,
     )
+
+
+def reads(teacher: nn.Module) -> dict[str, str]:
+    """A teacher that reads another field than `input` (cross-modal) names it: its outputs depend on it."""
+    field = field_of(teacher)
+    return {"input": field} if field != "input" else {}
 
 
 def tokenizer_of(data) -> dict[str, str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from potstill.data import cifar, embedded, gguf_text, idx, prompts, readers, shakespeare, text  # noqa: F401  (registers the datasets)
+from potstill.data import cifar, embedded, gguf_text, idx, paired, prompts, readers, shakespeare, text  # noqa: F401  (registers the datasets)
 from potstill.data.arrays import ArrayData, DataSplits, channel_stats, stratified_split
 from potstill.data.loader import Augment, BatchLoader
 from potstill.data.registry import DATASETS, RawData

@@ -22,6 +22,9 @@ class NonFiniteData(PotstillError):
 @dataclass
 class ArrayData:
     """Images (N, C, H, W) as uint8 in [0, 255] or float in [0, 1], labels (N,) integer class indices.
+    `teacher_inputs` (optional, same shape as `inputs`): a second modality of the same samples,
+    paired row by row, that batches carry as `teacher_input` (cross-modal distillation: the teacher
+    reads it, the student reads `input`; docs/cross-modal.md).
 
     Tensors or numpy arrays (numpy is wrapped with torch.from_numpy, never modified). Float images
     are checked for NaN and +-inf here, once, so that bad values are named where they enter (with
@@ -34,6 +37,7 @@ class ArrayData:
     num_classes: int
     _: KW_ONLY
     split: str = ""
+    teacher_inputs: torch.Tensor | None = None
     known_finite: InitVar[bool] = False  # a subset of checked data: skip the NaN/inf pass
     modality: ClassVar[str] = "image"
 
@@ -64,8 +68,18 @@ class ArrayData:
                 f"{where}labels range over {int(self.targets.min())}..{int(self.targets.max())} but the data declares "
                 f"{self.num_classes} classes (0..{self.num_classes - 1}); fix the labels or num_classes"
             )
+        if self.teacher_inputs is not None:
+            self.teacher_inputs = as_tensor(self.teacher_inputs, f"{where}teacher inputs")
+            if tuple(self.teacher_inputs.shape) != tuple(self.inputs.shape):
+                raise PotstillError(
+                    f"{where}teacher inputs have shape {tuple(self.teacher_inputs.shape)} but the images "
+                    f"{tuple(self.inputs.shape)}; a paired modality needs one row per image and the same (C, H, W) "
+                    "(resize or pad one modality to the other's shape)"
+                )
         if not known_finite:
             check_finite(self.inputs, f"{where}images")
+            if self.teacher_inputs is not None:
+                check_finite(self.teacher_inputs, f"{where}teacher inputs")
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -74,26 +88,43 @@ class ArrayData:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.inputs.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def image_fields(self) -> tuple[str, ...]:
+        """The batch fields holding images, each shown in the same view: input (+ teacher_input)."""
+        return ("input",) if self.teacher_inputs is None else ("input", "teacher_input")
+
+    def images_of(self, field: str) -> torch.Tensor:
+        """The stored images (N, C, H, W) a batch field comes from."""
+        if field not in self.image_fields:
+            raise PotstillError(f"the data has no field `{field}`; it holds {', '.join(self.image_fields)}")
+        return self.inputs if field == "input" else self.teacher_inputs
+
     def subset(self, indices: torch.Tensor) -> ArrayData:
+        paired = None if self.teacher_inputs is None else self.teacher_inputs[indices]
         return ArrayData(
-            self.inputs[indices], self.targets[indices], self.num_classes, split=self.split, known_finite=True
+            self.inputs[indices], self.targets[indices], self.num_classes, split=self.split, teacher_inputs=paired,
+            known_finite=True,
         )
 
     def fields(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The model inputs of rows `index`: {"input": (B, C, H, W) float in [0, 1] (uint8 scaled)}."""
-        return {"input": to_unit_float(self.inputs[index])}
+        """The model inputs of rows `index`: {"input": (B, C, H, W) float in [0, 1] (uint8 scaled)},
+        and `teacher_input` the same way for paired data."""
+        return {field: to_unit_float(self.images_of(field)[index]) for field in self.image_fields}
 
     def example(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Random images (B, C, H, W) for timing a model (the values do not change its cost)."""
-        return {"input": torch.randn(batch_size, *self.input_shape, generator=generator)}
+        return {field: torch.randn(batch_size, *self.input_shape, generator=generator) for field in self.image_fields}
 
     def content(self) -> dict[str, torch.Tensor]:
-        """What the samples are, by name (a cache fingerprints it)."""
-        return {"inputs": self.inputs}
+        """What the samples are, by name (a cache fingerprints it): both modalities of paired data."""
+        paired = {} if self.teacher_inputs is None else {"teacher_inputs": self.teacher_inputs}
+        return {"inputs": self.inputs} | paired
 
     def to(self, device: torch.device | str) -> ArrayData:
         """The same data with its tensors on `device`."""
-        return ArrayData(self.inputs.to(device), self.targets.to(device), self.num_classes, split=self.split, known_finite=True)
+        paired = None if self.teacher_inputs is None else self.teacher_inputs.to(device)
+        return ArrayData(self.inputs.to(device), self.targets.to(device), self.num_classes, split=self.split,
+                         teacher_inputs=paired, known_finite=True)
 
     def as_float(self) -> torch.Tensor:
         """Images scaled to [0, 1] as float32 (N, C, H, W)."""
@@ -167,6 +198,23 @@ class DataSplits:
     std: tuple[float, ...]
     notes: list[str] = field(default_factory=list)  # how the splits were made, for the run's record
 
+    def __post_init__(self) -> None:
+        splits = [("train", self.train), ("val", self.val), ("test", self.test)]
+        fields = {name: getattr(split, "image_fields", ()) for name, split in splits if split is not None}
+        if len(set(fields.values())) > 1:
+            found = "; ".join(f"{name}: {', '.join(held)}" for name, held in fields.items())
+            raise PotstillError(
+                f"{self.name}: the splits carry different fields ({found}); give teacher_inputs for every split of "
+                "paired data, or for none"
+            )
+
+    def statistics(self, field: str = "input") -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of one image field of the training split (`dataset` preprocessing
+        of a model that reads it): `input`'s are `mean`/`std`, a paired field's are measured here."""
+        if field == "input":
+            return self.mean, self.std
+        return channel_stats(self.train, field=field)
+
     @property
     def num_classes(self) -> int:
         return self.train.num_classes
@@ -200,16 +248,18 @@ class DataSplits:
             # used by models whose preprocessing is `dataset`; each model's own is in its summary row
             "statistics": {"mean": list(self.mean), "std": list(self.std), "measured_on": "train split"},
             "notes": self.notes,
-        }
+        } | ({"fields": list(self.train.image_fields)} if len(getattr(self.train, "image_fields", ())) > 1 else {})
 
 
-def channel_stats(data: ArrayData, chunk: int = 10_000) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of the [0, 1]-scaled images, computed in chunks to bound memory."""
+def channel_stats(data: ArrayData, chunk: int = 10_000,
+                  field: str = "input") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the [0, 1]-scaled images of one field, in chunks to bound memory."""
+    images = data.images_of(field)
     total = torch.zeros(data.input_shape[0], dtype=torch.float64)
     total_sq = torch.zeros_like(total)
     count = 0
     for start in range(0, len(data), chunk):
-        x = to_unit_float(data.inputs[start : start + chunk]).double()  # (n, C, H, W)
+        x = to_unit_float(images[start : start + chunk]).double()  # (n, C, H, W)
         total += x.sum(dim=(0, 2, 3))
         total_sq += (x * x).sum(dim=(0, 2, 3))
         count += x.shape[0] * x.shape[2] * x.shape[3]

@@ -121,7 +121,8 @@ class BatchLoader:
                 batch["view"] = chosen[index]
             batch.update(self.data.fields(index))
             if image:  # (B, C, H, W) in [0, 1]: views, augmentation, channels-last
-                batch["input"] = self.image_view(batch, None if drawn is None else drawn[part])
+                for name in getattr(self.data, "image_fields", ("input",)):  # a paired modality (teacher_input) gets the input's view
+                    batch[name] = self.image_view(batch, None if drawn is None else drawn[part], name)
             yield batch
 
     def part(self, count: int) -> slice:
@@ -138,9 +139,10 @@ class BatchLoader:
         part = self.part(count)
         return self.world_size * (part.stop - part.start) / count
 
-    def image_view(self, batch: Batch, drawn: torch.Tensor | None) -> torch.Tensor:
-        """`drawn`: this part's freshly drawn view parameters (None with a view bank or no augmentation)."""
-        images = batch["input"]
+    def image_view(self, batch: Batch, drawn: torch.Tensor | None, name: str = "input") -> torch.Tensor:
+        """`drawn`: this part's freshly drawn view parameters (None with a view bank or no augmentation);
+        `name`: the image field shown in that view."""
+        images = batch[name]
         if "view" in batch:
             if self.augment is not None:
                 images = self.augment.apply(images, self.views[batch["index"], batch["view"]])

@@ -88,6 +88,16 @@ class OfflineDistillation(Task):
     def model(self) -> nn.Module:
         return self.module["student"]
 
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """One group "all" (student, adapters), plus a group per term whose loss trains a model of its
+        own (`own_optimizer`, e.g. a discriminator), named after the term: its own optimizer state
+        and gradient clipping."""
+        own = {term.name: [p for p in term.loss.own_parameters() if p.requires_grad]
+               for term in self.terms if getattr(term.loss, "own_optimizer", False)}
+        taken = {id(parameter) for group in own.values() for parameter in group}
+        rest = [p for p in self.module.parameters() if p.requires_grad and id(p) not in taken]
+        return {"all": rest, **own}
+
     def models_to_compile(self) -> list[nn.Module]:
         online_teacher = self.teacher is not None and self.cache is None
         return [self.model, self.teacher] if online_teacher else [self.model]

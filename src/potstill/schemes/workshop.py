@@ -64,6 +64,10 @@ class Workshop(Protocol):
         """Offline distillation of `student` from a frozen `teacher` in stage `name`; `make_task`: the
         main stage's Task class in place of OfflineDistillation (same arguments)."""
 
+    def check_teacher(self, teacher: nn.Module) -> None:
+        """distill.teacher_check: refuse (or warn about) a teacher near chance on the test split or
+        clearly below the student alone (when that has trained)."""
+
     def refine(self, distilled: nn.Module) -> nn.Module | None:
         """Phase 3: fine-tune a copy of the distilled student on hard labels."""
 

@@ -217,10 +217,12 @@ def text_labels(cleaned: list[tuple], names: list[str] | None, num_classes: int 
     return Labels(parts, len(names), notes)
 
 
-def make_split(inputs: np.ndarray, targets: np.ndarray, num_classes: int, split: str, source: str) -> ArrayData:
-    """An ArrayData whose errors (NaN/inf images, label range) name the file they come from."""
+def make_split(inputs: np.ndarray, targets: np.ndarray, num_classes: int, split: str, source: str,
+               teacher_inputs: np.ndarray | None = None) -> ArrayData:
+    """An ArrayData whose errors (NaN/inf images, label range) name the file they come from;
+    `teacher_inputs`: a paired second modality (cross-modal distillation)."""
     try:
-        return ArrayData(inputs, targets, num_classes, split=split)
+        return ArrayData(inputs, targets, num_classes, split=split, teacher_inputs=teacher_inputs)
     except PotstillError as error:
         raise type(error)(f"{source}: {error}") from error
 

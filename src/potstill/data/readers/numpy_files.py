@@ -16,8 +16,10 @@ from potstill.data.readers.common import check_same_inputs, encode_labels, locat
 from potstill.data.registry import DATASETS, RawData
 from potstill.errors import PotstillError
 
-DEFAULT_KEYS = {"x_train": "x_train", "y_train": "y_train", "x_test": "x_test", "y_test": "y_test"}
+DEFAULT_KEYS = {"x_train": "x_train", "y_train": "y_train", "x_test": "x_test", "y_test": "y_test",
+                "t_train": "t_train", "t_test": "t_test"}  # t_*: optional second modality (teacher_input)
 NPY_ARGS = ("train_inputs", "train_labels", "test_inputs", "test_labels")
+TEACHER_NPY = ("train_teacher_inputs", "test_teacher_inputs")
 FORMS = (
     "data.root: data.npz (arrays x_train, y_train and optionally x_test, y_test); or data.args.train: train.npz "
     "(+ test: test.npz); or data.args.train_inputs, train_labels (+ test_inputs, test_labels) naming .npy files"
@@ -38,12 +40,16 @@ def arrays(
     train_labels: str | None = None,
     test_inputs: str | None = None,
     test_labels: str | None = None,
+    train_teacher_inputs: str | None = None,
+    test_teacher_inputs: str | None = None,
     keys: dict[str, str] | None = None,
     layout: str | None = None,
     num_classes: int | None = None,
     classes: list[str] | None = None,
 ) -> RawData:
-    """NumPy arrays from .npz (x_train, y_train, x_test, y_test) or .npy files; never unpickles."""
+    """NumPy arrays from .npz (x_train, y_train, x_test, y_test) or .npy files; never unpickles.
+    Paired data (cross-modal): the teacher's modality as t_train / t_test in the archive, or as
+    .npy files in train_teacher_inputs / test_teacher_inputs, same shape as the inputs."""
     if layout not in (None, "nchw", "nhwc"):
         raise PotstillError(f"data.args.layout must be nchw or nhwc, got {layout!r}")
     npy = {
@@ -51,7 +57,11 @@ def arrays(
         for key, value in zip(NPY_ARGS, (train_inputs, train_labels, test_inputs, test_labels), strict=True)
         if value is not None
     }
-    (x_train, y_train), test_pair = read_files(root, train, test, npy, {**DEFAULT_KEYS, **check_keys(keys)})
+    names = {**DEFAULT_KEYS, **check_keys(keys)}
+    (x_train, y_train), test_pair = read_files(root, train, test, npy, names)
+    given = (train_teacher_inputs, test_teacher_inputs)
+    teacher_npy = {key: value for key, value in zip(TEACHER_NPY, given, strict=True) if value is not None}
+    t_train, t_test = read_teacher_inputs(root, train, test, teacher_npy, names, npy, test_pair is not None)
     notes = [
         f"arrays: train {x_train[0]} + {y_train[0]}"
         + (f", test {test_pair[0][0]} + {test_pair[1][0]}" if test_pair else "")
@@ -63,8 +73,13 @@ def arrays(
     parts = [y_train] + ([test_pair[1]] if test_pair else [])
     labels = encode_labels(parts, classes, num_classes)
     notes += labels.notes
-    train_data = make_split(train_x, labels.parts[0], labels.num_classes, "train", x_train[0])
-    test_data = make_split(test_x, labels.parts[1], labels.num_classes, "test", test_pair[0][0]) if test_pair else None
+    paired = [None if t is None else as_images(*t, *y, layout, notes, split)
+              for t, y, split in ((t_train, y_train, "train"), (t_test, test_pair[1] if test_pair else None, "test"))]
+    if t_train is not None:
+        notes.append(f"paired: teacher_input from {t_train[0]}" + (f" and {t_test[0]}" if t_test else ""))
+    train_data = make_split(train_x, labels.parts[0], labels.num_classes, "train", x_train[0], paired[0])
+    test_data = (make_split(test_x, labels.parts[1], labels.num_classes, "test", test_pair[0][0], paired[1])
+                 if test_pair else None)
     if test_data is None:
         notes.append("no test arrays: potstill holds out data.test_fraction of the training samples as the test split")
     return RawData(train_data, test_data, list(dict.fromkeys(notes)))
@@ -106,6 +121,50 @@ def read_files(
         files = [read_npy(locate(root, npy[key], f"data.args.{key}")) for key in NPY_ARGS if key in npy]
         return (files[0], files[1]), ((files[2], files[3]) if len(files) == 4 else None)
     raise PotstillError(f"arrays: no files named; give {FORMS}")
+
+
+Named = tuple[str, np.ndarray]  # (source, array)
+
+
+def read_teacher_inputs(root: str | None, train: str | None, test: str | None, teacher_npy: dict[str, str],
+                        names: dict[str, str], npy: dict[str, str], has_test: bool
+                        ) -> tuple[Named | None, Named | None]:
+    """The optional second modality (train, test): arrays t_train / t_test of the archive(s), or
+    .npy files; given for the training split, it must be given for the test split too."""
+    if teacher_npy:
+        if not npy:
+            raise PotstillError("data.args.train_teacher_inputs / test_teacher_inputs name .npy files beside "
+                                "data.args.train_inputs, ...; with an .npz archive store the arrays as t_train, t_test")
+        found = [read_npy(locate(root, teacher_npy[key], f"data.args.{key}")) if key in teacher_npy else None
+                 for key in TEACHER_NPY]
+    elif npy:
+        return None, None
+    else:
+        archive = Path(root).expanduser() if root is not None and Path(root).expanduser().is_file() else None
+        train_path = archive or locate(root, train, "data.args.train")
+        found = [read_optional(train_path, names["t_train"]), None]
+        if has_test:  # the test pair's archive: data.args.test, or the same one
+            test_path = locate(root, test, "data.args.test") if test and archive is None else train_path
+            found[1] = read_optional(test_path, names["t_test"])
+    if found[0] is None and found[1] is not None:
+        raise PotstillError(f"{found[1][0]} gives the test split a teacher_input but the training split has none; "
+                            "give both, or neither")
+    if found[0] is not None and has_test and found[1] is None:
+        raise PotstillError(f"{found[0][0]} gives the training split a teacher_input but the test split has none "
+                            f"({names['t_test']} / data.args.test_teacher_inputs); give both, or neither")
+    return found[0], found[1]
+
+
+def read_optional(path: Path, key: str) -> Named | None:
+    """Array `key` of the .npz archive at `path`, or None when it holds none."""
+    with load(path) as archive:
+        if key not in archive.files:
+            return None
+        source = f"{path} ['{key}']"
+        try:
+            return source, archive[key]
+        except READ_ERRORS as error:
+            raise refusal(source, error) from error
 
 
 def check_keys(keys: object) -> dict[str, str]:
@@ -255,3 +314,6 @@ def as_images(
         )
         return np.ascontiguousarray(inputs.transpose(0, 3, 1, 2))
     return inputs
+
+
+arrays.fields = ("input", "teacher_input")  # teacher_input when the files hold a second modality (t_train)
