@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from potstill.engine.progress import Reporter
@@ -40,6 +41,10 @@ def docs_read_in_background(request, tmp_path_factory):
     from tests.docs.test_snippets import start_reading
 
     pool = start_reading(request.session, tmp_path_factory)
+    if pool is not None:
+        # the docs' commands take the other core(s); OpenMP threads of this process spinning beside
+        # them would slow both sides several-fold (measured: a 20-minute suite instead of ~10)
+        torch.set_num_threads(1)
     yield
     if pool is not None:
         pool.shutdown(wait=True, cancel_futures=True)
